@@ -1,0 +1,127 @@
+"""Byte-level helpers shared by readers: bounded reads, checked arithmetic and dtype widening.
+
+Sizes are computed with Python ints (`math.prod`), never numpy integer arrays, so a hostile shape
+cannot wrap around. Widening goes to float32 for 16- and 8-bit floats and keeps float64 as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from formats.errors import CorruptFileError, TensorError
+from formats.types import DType
+
+#: Bytes per element for the fixed-width dtypes.
+ITEMSIZE: dict[DType, int] = {
+    DType.F64: 8,
+    DType.F32: 4,
+    DType.F16: 2,
+    DType.BF16: 2,
+    DType.F8_E4M3: 1,
+    DType.F8_E5M2: 1,
+    DType.I64: 8,
+    DType.I32: 4,
+    DType.I16: 2,
+    DType.I8: 1,
+    DType.U64: 8,
+    DType.U32: 4,
+    DType.U16: 2,
+    DType.U8: 1,
+    DType.BOOL: 1,
+}
+
+#: Largest number of elements we accept in one tensor's declared shape (2**40, about a trillion).
+MAX_ELEMENTS = 1 << 40
+
+
+def element_count(shape: tuple[int, ...], *, what: str, path: Path | None = None) -> int:
+    """Return the number of elements of `shape`, refusing negative or absurd dimensions."""
+    if any(not isinstance(dim, int) or dim < 0 for dim in shape):
+        raise CorruptFileError(f"tensor {what!r} has an invalid shape {list(shape)}", path=path)
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise CorruptFileError(
+            f"tensor {what!r} declares {count} elements, more than the limit {MAX_ELEMENTS}", path=path
+        )
+    return count
+
+
+def read_exact(handle: BinaryIO, size: int, *, what: str, path: Path | None = None) -> bytes:
+    """Read exactly `size` bytes or raise `CorruptFileError` naming what was being read."""
+    data = handle.read(size)
+    if len(data) != size:
+        raise CorruptFileError(f"file ends inside {what}: wanted {size} bytes, got {len(data)}", path=path)
+    return data
+
+
+def widen(raw: npt.NDArray[np.generic], dtype: DType) -> npt.NDArray[np.floating]:
+    """Turn stored float elements into float32 (float64 stays float64).
+
+    `raw` holds the stored elements with a numpy dtype of the same width (uint16 for BF16, uint8 for
+    F8) or the native float dtype. Integer and other dtypes are refused with a `TensorError`.
+    """
+    if dtype is DType.F64:
+        return raw.view("<f8") if raw.dtype != np.float64 else raw
+    if dtype is DType.F32:
+        return raw.view("<f4") if raw.dtype != np.float32 else raw
+    if dtype is DType.F16:
+        return raw.view("<f2").astype(np.float32)
+    if dtype is DType.BF16:
+        # bfloat16 is the top half of a float32: shift the 16 stored bits into the high half.
+        bits = raw.view("<u2").astype(np.uint32) << 16
+        return bits.view(np.float32)
+    if dtype in (DType.F8_E4M3, DType.F8_E5M2):
+        import ml_dtypes
+
+        fp8 = ml_dtypes.float8_e4m3fn if dtype is DType.F8_E4M3 else ml_dtypes.float8_e5m2
+        return raw.view("u1").view(fp8).astype(np.float32)
+    raise TensorError(f"{dtype.value} values are not floating point and are not analysed")
+
+
+def numpy_storage_dtype(dtype: DType) -> np.dtype[np.generic]:
+    """The numpy dtype used to view stored bytes of `dtype` before widening (little-endian)."""
+    table: dict[DType, str] = {
+        DType.F64: "<f8",
+        DType.F32: "<f4",
+        DType.F16: "<f2",
+        DType.BF16: "<u2",
+        DType.F8_E4M3: "u1",
+        DType.F8_E5M2: "u1",
+        DType.I64: "<i8",
+        DType.I32: "<i4",
+        DType.I16: "<i2",
+        DType.I8: "i1",
+        DType.U64: "<u8",
+        DType.U32: "<u4",
+        DType.U16: "<u2",
+        DType.U8: "u1",
+        DType.BOOL: "u1",
+    }
+    return np.dtype(table[dtype])
+
+
+def describe_offset(file_name: str, offset: int) -> str:
+    """Origin text for messages: `model.safetensors @ 0x3c0000`."""
+    return f"{file_name} @ {offset:#x}"
+
+
+def resolve_inside(folder: Path, relative: str, *, what: str, path: Path | None = None) -> Path:
+    """Resolve `relative` against `folder`, refusing anything that leaves it.
+
+    Absolute paths, `..` escapes and symbolic links whose target lies outside the folder raise
+    `UnsafeFileError`; the check uses the fully resolved real path, so `a/../../x` and links are caught.
+    """
+    from formats.errors import UnsafeFileError
+
+    if not relative or relative.startswith(("/", "\\")) or (len(relative) > 1 and relative[1] == ":"):
+        raise UnsafeFileError(f"{what} names an absolute path {relative!r}", path=path)
+    base = folder.resolve()
+    candidate = (folder / relative).resolve()
+    if candidate != base and base not in candidate.parents:
+        raise UnsafeFileError(f"{what} {relative!r} points outside the model's folder", path=path)
+    return candidate

@@ -1,0 +1,85 @@
+"""Which reader opens a path: magic bytes first, then the suffix; directories for sharded checkpoints.
+
+Each reader module registers one `FormatSpec` at import time (see the bottom of every `*_reader.py`);
+`formats/__init__.py` imports them all, so importing `formats` is enough to open any supported file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from formats.errors import CorruptFileError, UnknownFormatError
+from formats.types import Reader
+
+#: Bytes read from the start of a file for sniffing.
+HEAD_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """How to recognise and open one format.
+
+    Attributes:
+        name: the format's name in messages ("safetensors").
+        suffixes: file name endings that suggest the format, lower case with the dot.
+        sniff: given the first `HEAD_SIZE` bytes and the path, says whether the file is of this format.
+        opener: opens the path and returns a reader; it validates headers and raises `FormatError`.
+        claims_directory: for directory inputs, says whether the directory is a checkpoint of this format.
+    """
+
+    name: str
+    suffixes: frozenset[str]
+    sniff: Callable[[bytes, Path], bool]
+    opener: Callable[[Path], Reader]
+    claims_directory: Callable[[Path], bool] | None = None
+
+
+_SPECS: list[FormatSpec] = []
+
+
+def register(spec: FormatSpec) -> None:
+    """Add a format; later registrations of the same name replace the earlier one."""
+    _SPECS[:] = [existing for existing in _SPECS if existing.name != spec.name]
+    _SPECS.append(spec)
+
+
+def registered_formats() -> tuple[FormatSpec, ...]:
+    """Every registered format, in registration order."""
+    return tuple(_SPECS)
+
+
+def detect(path: Path) -> FormatSpec:
+    """Return the spec that should open `path`.
+
+    Raises:
+        UnknownFormatError: nothing recognised the file or directory; the message lists what was tried.
+        CorruptFileError: the file exists but cannot be read at all.
+    """
+    tried = ", ".join(spec.name for spec in _SPECS)
+    if path.is_dir():
+        for spec in _SPECS:
+            if spec.claims_directory is not None and spec.claims_directory(path):
+                return spec
+        raise UnknownFormatError(f"no sharded checkpoint found in this directory (tried {tried})", path=path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(HEAD_SIZE)
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    for spec in _SPECS:
+        if spec.sniff(head, path):
+            return spec
+    suffix = "".join(path.suffixes[-2:]).lower()
+    for spec in _SPECS:
+        if any(suffix.endswith(candidate) for candidate in spec.suffixes):
+            return spec
+    if not head:
+        raise UnknownFormatError("the file is empty", path=path)
+    raise UnknownFormatError(f"not a model file wwinspect can read (tried {tried})", path=path)
+
+
+def open_model(path: Path) -> Reader:
+    """Detect the format of `path` and open it."""
+    return detect(path).opener(path)

@@ -1,0 +1,85 @@
+"""`AnalysisOptions`: every setting that changes a number, in one frozen object with its defaults.
+
+The CLI builds one from flags and `[tool.wwinspect]`; the pipeline and the spectral functions receive
+it. The JSON report's `settings` is derived from it, so a number can always be traced to its settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Device(str, Enum):
+    """Where eigenvalues are computed."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+    AUTO = "auto"  # CUDA through torch when both are present, else the CPU
+
+
+class Normalization(str, Enum):
+    """Scale of the eigenvalues reported for norms; alpha never depends on it."""
+
+    NONE = "none"  # lambda = s^2, weightwatcher's convention (default)
+    PER_N = "per-n"  # lambda = s^2 / N, the papers' X = W^T W / N
+
+
+class FitMethod(str, Enum):
+    """Distribution fitted to the tail of the ESD."""
+
+    POWER_LAW = "pl"
+    TRUNCATED_POWER_LAW = "tpl"
+
+
+class FixFingers(str, Enum):
+    """weightwatcher's remedies for a few isolated large eigenvalues ("fingers") that inflate alpha."""
+
+    XMIN_PEAK = "xmin_peak"
+    CLIP_XMAX = "clip_xmax"
+
+
+class SpikeRule(str, Enum):
+    """Margin above the MP edge lambda_+ beyond which an eigenvalue counts as a spike."""
+
+    TRACY_WIDOM = "tw"  # lambda_+ + 2 * s_TW, the Tracy-Widom scale (about the TW1 99th percentile)
+    WEIGHTWATCHER = "ww"  # lambda_+ + sqrt(s_TW), weightwatcher 0.7.7's margin
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisOptions:
+    """Settings of one analysis. Defaults reproduce weightwatcher 0.7.7's default analyze().
+
+    Attributes:
+        min_evals: layers with fewer eigenvalues are skipped with a reason.
+        max_evals: layers with more eigenvalues are skipped with a reason (None: no limit).
+        layer_globs: analyse only layers whose name matches one of these globs (empty: all).
+        exclude_globs: skip layers whose name matches one of these globs.
+        device: eigenvalue backend.
+        normalization: eigenvalue scale for the norm metrics.
+        pool_conv: pool the kh*kw slices of a conv kernel into one ESD (False: one record per slice).
+        conv_scale: factor applied to conv eigenvalues (weightwatcher's conv2d_norm: 0.5 pooled).
+        fit: tail distribution to fit.
+        xmax: largest eigenvalue included in the fit (None: all).
+        fix_fingers: finger remedy, or None.
+        evals_threshold: eigenvalues at or below this (on weightwatcher's scale) are left out of the fit.
+        spike_rule: the MP spike margin.
+        randomize: also analyse an element-shuffled copy of each matrix (correlation traps).
+        seed: seed of every random draw (randomisation), so reports are reproducible.
+    """
+
+    min_evals: int = 10
+    max_evals: int | None = None
+    layer_globs: tuple[str, ...] = ()
+    exclude_globs: tuple[str, ...] = ()
+    device: Device = Device.CPU
+    normalization: Normalization = Normalization.NONE
+    pool_conv: bool = True
+    conv_scale: float = 0.5
+    fit: FitMethod = FitMethod.POWER_LAW
+    xmax: float | None = None
+    fix_fingers: FixFingers | None = None
+    evals_threshold: float = 1e-5
+    spike_rule: SpikeRule = SpikeRule.TRACY_WIDOM
+    randomize: bool = False
+    seed: int = 0

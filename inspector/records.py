@@ -1,0 +1,169 @@
+"""Typed records that cross module boundaries: layers, their metrics, and per-model reports.
+
+Renderers turn these into tables and JSON; nothing here knows about terminals or file layouts. Numbers
+that cannot be computed are `None`, never NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from formats.types import Role
+
+
+class LayerKind(str, Enum):
+    """The kind of layer a weight tensor was read as."""
+
+    DENSE = "dense"
+    CONV1D = "conv1d"
+    CONV2D = "conv2d"
+    EMBEDDING = "embedding"
+    RECURRENT = "recurrent"
+    OTHER = "other"
+
+
+class Status(str, Enum):
+    """Whether a layer was analysed; skipped and failed layers carry a reason in words."""
+
+    ANALYZED = "analyzed"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class Phase(str, Enum):
+    """The "5+1 phases of training" of Heavy-Tailed Self-Regularization (Martin & Mahoney)."""
+
+    RANDOM_LIKE = "random-like"
+    BLEEDING_OUT = "bleeding-out"
+    BULK_PLUS_SPIKES = "bulk+spikes"
+    BULK_DECAY = "bulk-decay"
+    HEAVY_TAILED = "heavy-tailed"
+    RANK_COLLAPSE = "rank-collapse"
+
+
+class AlphaLabel(str, Enum):
+    """weightwatcher's reading of alpha alone: < 2 over-trained, 2..6 well-trained, > 6 under-trained."""
+
+    OVER_TRAINED = "over-trained"
+    WELL_TRAINED = "well-trained"
+    UNDER_TRAINED = "under-trained"
+
+
+@dataclass(frozen=True, slots=True)
+class LayerMetrics:
+    """Every number measured on one analysed layer's ESD. Field names are the JSON report's keys.
+
+    Scales: eigenvalues are those of W^T W with W oriented N x M (N >= M), conv slices multiplied by
+    the conv scale, divided by N under the per-n normalisation. `None` marks what could not be computed.
+    """
+
+    num_evals: int
+    lambda_max: float | None = None
+    lambda_min: float | None = None
+    # Power-law fit of the tail (Clauset MLE, xmin by minimum KS distance).
+    alpha: float | None = None
+    xmin: float | None = None
+    xmax: float | None = None
+    D: float | None = None  # noqa: N815 - the KS distance is called D everywhere in the literature
+    sigma: float | None = None
+    num_pl_spikes: int | None = None
+    fit_low_confidence: bool = False
+    # Norms and ranks.
+    stable_rank: float | None = None
+    log_norm: float | None = None
+    log_spectral_norm: float | None = None
+    alpha_weighted: float | None = None
+    log_alpha_norm: float | None = None
+    entropy: float | None = None
+    rank_loss: int | None = None
+    # Marchenko-Pastur bulk fit.
+    mp_sigma: float | None = None
+    mp_lambda_plus: float | None = None
+    num_spikes: int | None = None
+    mp_softrank: float | None = None
+    extra: dict[str, float | int | bool | str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRecord:
+    """One layer of one model: what it is, whether it was analysed, and what was measured.
+
+    Attributes:
+        index: 0-based position among the model's weight tensors, in file order.
+        name: the layer's name (the tensor name, or the consumer node's name for generated names).
+        kind: how the tensor was read (dense, conv2d...).
+        role: attention / mlp / embedding / output where known.
+        shape: the tensor's shape as stored.
+        dtype: the stored element type ("F32", "BF16", "Q4_K"...).
+        status: analysed, skipped or failed.
+        reason: why a layer was skipped or failed, in words; None when analysed.
+        N, M: matrix dimensions after orientation (N >= M); per slice for conv kernels.
+        num_slices: matrices pooled into the ESD (kh*kw for a conv kernel, else 1).
+        slice_index: the slice's position when conv slices are reported one by one.
+        aliases: other names sharing these weights (analysed once).
+        stored_name: the name in the file when it differs from `name`.
+        source_op: the format's operator or class that uses the tensor ("Gemm", "Dense").
+        metrics: measured numbers; None unless analysed.
+        phase: the HTSR phase, where classified.
+        alpha_label: the alpha band label, where alpha is known.
+    """
+
+    index: int
+    name: str
+    kind: LayerKind
+    role: Role | None
+    shape: tuple[int, ...]
+    dtype: str
+    status: Status
+    reason: str | None = None
+    N: int | None = None
+    M: int | None = None
+    num_slices: int = 1
+    slice_index: int | None = None
+    aliases: tuple[str, ...] = ()
+    stored_name: str | None = None
+    source_op: str | None = None
+    metrics: LayerMetrics | None = None
+    phase: Phase | None = None
+    alpha_label: AlphaLabel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Per-model aggregates. Means are over analysed layers whose value is defined (a failed fit is
+    never averaged in), and `analyzed_with_alpha` says how many layers the alpha means cover."""
+
+    analyzed: int
+    skipped: int
+    failed: int
+    analyzed_with_alpha: int = 0
+    mean_alpha: float | None = None
+    alpha_weighted: float | None = None
+    log_alpha_norm: float | None = None
+    log_norm: float | None = None
+    log_spectral_norm: float | None = None
+    stable_rank: float | None = None
+    mp_softrank: float | None = None
+    phase_counts: dict[str, int] = field(default_factory=dict)
+    alpha_label_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FileError:
+    """Why a file could not be read: the error's type name and its one-line message."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReport:
+    """The analysis of one PATH: its layers and summary, or the error that stopped reading it."""
+
+    path: str
+    format: str | None
+    layers: tuple[LayerRecord, ...] = ()
+    summary: Summary | None = None
+    error: FileError | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
