@@ -107,6 +107,7 @@ class LayerRecord:
         metrics: measured numbers; None unless analysed.
         phase: the HTSR phase, where classified.
         alpha_label: the alpha band label, where alpha is known.
+        esd_histogram: counts of the eigenvalues in equal log10 bins (see inspector.esd), for the sparkline.
     """
 
     index: int
@@ -127,6 +128,7 @@ class LayerRecord:
     metrics: LayerMetrics | None = None
     phase: Phase | None = None
     alpha_label: AlphaLabel | None = None
+    esd_histogram: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,36 @@
+"""wwinspect's analysis: layer matrices, spectra, fits, records, renderers and the CLI.
+
+A small Python API for scripts:
+
+    from pathlib import Path
+    from inspector import AnalysisOptions, analyze
+
+    report = analyze(Path("model.safetensors"))
+    for layer in report.layers:
+        print(layer.name, layer.metrics.alpha if layer.metrics else layer.reason)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+from inspector.options import AnalysisOptions  # noqa: E402 - __version__ must exist before submodules load
+from inspector.records import LayerMetrics, LayerRecord, ModelReport  # noqa: E402
+
+
+def analyze(path: Path | str, options: AnalysisOptions | None = None) -> ModelReport:
+    """Analyse one model file or sharded directory.
+
+    Raises:
+        formats.FormatError: the file cannot be read.
+    """
+    from inspector.eigen import make_backend
+    from inspector.pipeline import analyze_file
+
+    chosen = options or AnalysisOptions()
+    return analyze_file(Path(path), chosen, make_backend(chosen.device))
+
+
+__all__ = ["AnalysisOptions", "LayerMetrics", "LayerRecord", "ModelReport", "__version__", "analyze"]

@@ -1,0 +1,5 @@
+"""`python -m inspector` runs the wwinspect command line."""
+
+from inspector.cli import main
+
+main()

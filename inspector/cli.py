@@ -1,0 +1,250 @@
+"""The `wwinspect` command line: flags and config in, one library call, a renderer, an exit code.
+
+Errors are mapped to exit codes in one place (`inspector.exitcodes`) and reported as one line on stderr;
+`--debug` shows the traceback instead. The report goes to stdout (or `-o FILE`), progress to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperCommand
+
+from formats.errors import WWInspectError
+from inspector import __version__
+from inspector.config import find_pyproject, read_config
+from inspector.errors import UsageError
+from inspector.exitcodes import ExitCode, exit_code_for
+from inspector.gate import GateRules, evaluate_gate
+from inspector.options import AnalysisOptions, Device, FitMethod, FixFingers, Normalization, SpikeRule
+from inspector.outcome import OutputFormat, render_text, run_exit_code
+from inspector.records import Phase
+
+
+def _error_line(message: str) -> None:
+    """One line on stderr; control characters from file names are escaped by the message's builder."""
+    sys.stderr.write(f"wwinspect: error: {' '.join(message.splitlines())}\n")
+    sys.stderr.flush()
+
+
+class _OneLineErrors(TyperCommand):
+    """Click's usage errors as a single `wwinspect: error: ...` line with exit code 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            sys.stdout.write(exc.ctx.get_help() + "\n")
+            code = ExitCode.USAGE
+        except click.ClickException as exc:
+            _error_line(exc.format_message() + " (see wwinspect --help)")
+            code = ExitCode.USAGE
+        except click.exceptions.Abort:
+            code = ExitCode.INTERRUPTED
+        code = int(code or 0)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"wwinspect {__version__}\n")
+        raise typer.Exit(0)
+
+
+@contextmanager
+def _reported_errors(debug: bool) -> Iterator[None]:
+    """Typed errors and bugs become one line and an exit code; Ctrl-C becomes 130."""
+    try:
+        yield
+    except (typer.Exit, click.exceptions.Exit):
+        raise
+    except WWInspectError as exc:
+        if debug:
+            raise
+        _error_line(str(exc) + (f" (hint: {exc.hint})" if exc.hint else ""))
+        raise typer.Exit(exit_code_for(exc)) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("wwinspect: interrupted\n")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        _error_line(f"internal error ({type(exc).__name__}: {exc}); re-run with --debug and report it")
+        raise typer.Exit(ExitCode.INTERNAL) from None
+
+
+def _pick(flag: Any, config: dict[str, Any], key: str, default: Any) -> Any:
+    """Command-line value if given, else the config's, else the default."""
+    if flag is not None and flag != () and flag != []:
+        return flag
+    return config.get(key, default)
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value or ())
+
+
+def _enum(kind: type[Any], value: Any, key: str) -> Any:
+    if value is None or isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise UsageError(f"invalid value {value!r} for {key} (choose from {choices})") from None
+
+
+def _progress(enabled: bool) -> tuple[Any, Any]:
+    """A rich progress bar on a terminal stderr, or nothing."""
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True)
+    state: dict[str, Any] = {}
+
+    def on_layer(name: str, done: int, total: int) -> None:
+        task = state.get("task")
+        if task is None:
+            state["task"] = task = progress.add_task("layers", total=total)
+        progress.update(task, completed=done, total=total)
+
+    def on_file(path: Path) -> None:
+        if "task" in state:
+            progress.remove_task(state.pop("task"))
+        progress.console.print(f"[dim]reading {path.name}[/dim]", markup=True, highlight=False)
+
+    return progress, (on_layer, on_file)
+
+
+@app.command(cls=_OneLineErrors, no_args_is_help=True)
+def main_command(
+    paths: Annotated[list[Path], typer.Argument(help="Model files, or directories of a sharded checkpoint.",
+                                                show_default=False)],
+    output_format: Annotated[OutputFormat | None, typer.Option("--format", "-f", help="Report format [default: table].")] = None,
+    json_flag: Annotated[bool, typer.Option("--json", help="Short for --format json.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")] = None,
+    layer: Annotated[list[str] | None, typer.Option("--layer", help="Analyse only layers matching GLOB (repeatable).", metavar="GLOB")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip layers matching GLOB (repeatable).", metavar="GLOB")] = None,
+    min_evals: Annotated[int | None, typer.Option("--min-evals", help="Skip layers with fewer eigenvalues [default: 10].", min=1)] = None,
+    max_evals: Annotated[int | None, typer.Option("--max-evals", help="Skip layers with more eigenvalues [default: no limit].", min=1)] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="Eigenvalue backend; auto uses CUDA through torch when present [default: cpu].")] = None,
+    normalize: Annotated[Normalization | None, typer.Option("--normalize", help="Eigenvalue scale of the norms: none (s², weightwatcher) or per-n (s²/N, the papers) [default: none].")] = None,
+    per_slice: Annotated[bool | None, typer.Option("--per-slice/--pooled", help="One record per conv kernel slice instead of one pooled ESD [default: pooled].")] = None,
+    fit: Annotated[FitMethod | None, typer.Option("--fit", help="Tail distribution: pl (power law) or tpl (truncated power law) [default: pl].")] = None,
+    xmax: Annotated[float | None, typer.Option("--xmax", help="Largest eigenvalue included in the fit [default: all].")] = None,
+    fix_fingers: Annotated[FixFingers | None, typer.Option("--fix-fingers", help="Remedy for a few isolated large eigenvalues.")] = None,
+    spike_rule: Annotated[SpikeRule | None, typer.Option("--spike-rule", help="MP spike margin: tw (λ₊ + 2 s_TW) or ww (λ₊ + √s_TW, weightwatcher) [default: tw].")] = None,
+    randomize: Annotated[bool | None, typer.Option("--randomize/--no-randomize", help="Also analyse an element-shuffled copy (correlation traps, rand_distance).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the randomisation [default: 0].")] = None,
+    fail_alpha_above: Annotated[float | None, typer.Option("--fail-alpha-above", help="Gate: exit 1 if a layer's alpha is above X (X itself passes).", metavar="X")] = None,
+    fail_alpha_below: Annotated[float | None, typer.Option("--fail-alpha-below", help="Gate: exit 1 if a layer's alpha is below X (X itself passes).", metavar="X")] = None,
+    fail_phase: Annotated[list[Phase] | None, typer.Option("--fail-phase", help="Gate: exit 1 if a layer is in PHASE (repeatable).", metavar="PHASE")] = None,
+    exit_zero: Annotated[bool | None, typer.Option("--exit-zero", help="Exit 0 even when a gate is violated (codes 2-5 unchanged).")] = None,
+    show_skipped: Annotated[bool | None, typer.Option("--show-skipped", help="List skipped tensors in the table.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="pyproject.toml to read [tool.wwinspect] from [default: nearest].")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """Report, per layer of each model file, the ESD of WᵀW, its power-law alpha, the MP bulk fit and the
+    HTSR phase. Reads ONNX, safetensors, HDF5/Keras, PyTorch and GGUF without running code from the file.
+
+    Exit codes: 0 analysed, 1 gate violated, 2 usage error, 3 unreadable file, 4 nothing analysable,
+    5 internal error, 130 interrupted.
+    """
+    with _reported_errors(debug):
+        missing = [str(path) for path in paths if not path.exists()]
+        if missing:
+            raise UsageError(f"no such file or directory: {', '.join(missing)}; nothing was read")
+        pyproject = config if config is not None else find_pyproject(Path.cwd())
+        if config is not None and not config.is_file():
+            raise UsageError(f"config file not found: {config}")
+        settings = read_config(pyproject) if pyproject is not None else {}
+
+        chosen_format = OutputFormat.JSON if json_flag else _enum(OutputFormat, _pick(output_format, settings, "format", "table"), "format")
+        options = AnalysisOptions(
+            min_evals=int(_pick(min_evals, settings, "min-evals", 10)),
+            max_evals=_pick(max_evals, settings, "max-evals", None),
+            layer_globs=_as_tuple(_pick(layer, settings, "layer", ())),
+            exclude_globs=_as_tuple(_pick(exclude, settings, "exclude", ())),
+            device=_enum(Device, _pick(device, settings, "device", "cpu"), "device"),
+            normalization=_enum(Normalization, _pick(normalize, settings, "normalize", "none"), "normalize"),
+            pool_conv=not bool(_pick(per_slice, settings, "per-slice", False)),
+            fit=_enum(FitMethod, _pick(fit, settings, "fit", "pl"), "fit"),
+            xmax=_pick(xmax, settings, "xmax", None),
+            fix_fingers=_enum(FixFingers, _pick(fix_fingers, settings, "fix-fingers", None), "fix-fingers"),
+            spike_rule=_enum(SpikeRule, _pick(spike_rule, settings, "spike-rule", "tw"), "spike-rule"),
+            randomize=bool(_pick(randomize, settings, "randomize", False)),
+            seed=int(_pick(seed, settings, "seed", 0)),
+        )
+        if options.max_evals is not None and options.max_evals < options.min_evals:
+            raise UsageError(f"--max-evals {options.max_evals} is below --min-evals {options.min_evals}")
+        rules = GateRules(
+            alpha_above=_pick(fail_alpha_above, settings, "fail-alpha-above", None),
+            alpha_below=_pick(fail_alpha_below, settings, "fail-alpha-below", None),
+            phases=tuple(_enum(Phase, phase, "fail-phase") for phase in _as_tuple(_pick(fail_phase, settings, "fail-phase", ()))),
+        )
+        code = _run(paths, options, rules, chosen_format, output=output,
+                    exit_zero=bool(_pick(exit_zero, settings, "exit-zero", False)),
+                    show_skipped=bool(_pick(show_skipped, settings, "show-skipped", False)))
+    raise typer.Exit(code)
+
+
+def _run(paths: list[Path], options: AnalysisOptions, rules: GateRules, output_format: OutputFormat, *,
+         output: Path | None, exit_zero: bool, show_skipped: bool) -> ExitCode:
+    """Analyse, render, write; returns the exit code."""
+    from inspector.eigen import make_backend
+    from inspector.pipeline import analyze_paths
+
+    backend = make_backend(options.device)  # fails early (exit 2) when --device cuda is unavailable
+    progress, callbacks = _progress(sys.stderr.isatty() and output_format is not None)
+    if progress is not None:
+        with progress:
+            reports = analyze_paths(paths, options, progress=callbacks[0], on_file=callbacks[1])
+    else:
+        reports = analyze_paths(paths, options)
+    gate = evaluate_gate(reports, rules)
+    to_terminal = output is None and sys.stdout.isatty()
+    console = Console(file=sys.stdout, force_terminal=to_terminal, width=None if to_terminal else 200,
+                      no_color=not to_terminal or "NO_COLOR" in os.environ, highlight=False)
+    text = render_text(reports, output_format, options=options, backend=backend.name, gate=gate,
+                       gate_active=rules.active, show_skipped=show_skipped, console=console)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    else:
+        _write_stdout(text)
+    for report in reports:
+        if report.error is not None:
+            _error_line(report.error.message)
+    return run_exit_code(reports, gate, exit_zero=exit_zero)
+
+
+def _write_stdout(text: str) -> None:
+    """Write the report; a reader that stops early (`| head -1`) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

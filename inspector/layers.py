@@ -1,0 +1,244 @@
+"""Which tensors are layers, and the N x M matrices each one becomes.
+
+A `TensorInfo` becomes a `LayerPlan` (decided from metadata alone, before any bytes are read): its kind,
+the matrix dimensions N >= M, how many matrices the tensor is cut into, the factor applied to their
+eigenvalues, or the reason it is skipped. `layer_matrices` then cuts the values read for that tensor into
+those matrices, as views where numpy allows.
+
+Orientation and slicing rules (stated in docs/conventions.md):
+- The format's own layer information (`FormatHint.kind`) decides first; without it the name and the
+  number of dimensions decide (2-D: dense, or embedding by name; 3-D: stacked experts by name, else a
+  Conv1d kernel; 4-D: a Conv2D kernel; 5-D and more: a higher-dimensional convolution).
+- Conv kernels are cut into one (out, in) matrix per spatial position: PyTorch/ONNX/GGUF store them
+  (out, in, *spatial) (`Layout.OUT_IN`), Keras/TF (*spatial, in, out) (`Layout.IN_OUT`). Without a stated
+  layout a 4-D kernel is read as weightwatcher does: (a, b, c, d) is (out, in, kh, kw) when a + b >= c + d.
+- Every matrix is oriented N x M with N >= M, per slice: unlike weightwatcher 0.7.7, N and M never come
+  out swapped for even kernel sizes.
+- Pooled conv eigenvalues are multiplied by `conv_scale` (0.5, weightwatcher's conv2d_norm); one record per
+  slice (`pool_conv=False`) multiplies by kh*kw/2, as weightwatcher's pool=False does.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from formats.types import DType, Layout, Role, TensorInfo, WeightKind
+from inspector.options import AnalysisOptions
+from inspector.records import LayerKind
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    """What one tensor becomes before its bytes are read.
+
+    Attributes:
+        kind: the layer kind reported.
+        role: attention / mlp / embedding / output, where known.
+        N, M: dimensions of each matrix, N >= M (None when the tensor is not a matrix at all).
+        num_slices: matrices cut from the tensor (kh*kw for a conv kernel, experts for a stack).
+        slice_axes: how the slices are laid out: "none", "trailing" (out, in, *s), "leading" (*s, in, out),
+            or "stack" (E, a, b).
+        scale: factor applied to every eigenvalue of these matrices.
+        skip_reason: why the layer is not analysed, in words; None when it is.
+    """
+
+    kind: LayerKind
+    role: Role | None
+    N: int | None
+    M: int | None
+    num_slices: int = 1
+    slice_axes: str = "none"
+    scale: float = 1.0
+    skip_reason: str | None = None
+
+    @property
+    def num_evals(self) -> int:
+        """Eigenvalues in the pooled ESD: M per matrix."""
+        return (self.M or 0) * self.num_slices
+
+
+_EMBEDDING_NAME = re.compile(
+    r"(embed|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|token_type_embeddings|shared\.weight$)",
+    re.IGNORECASE,
+)
+_RECURRENT_NAME = re.compile(r"(weight_ih_l\d|weight_hh_l\d|recurrent_kernel|\blstm\b|\bgru\b|\brnn\b)", re.IGNORECASE)
+_EXPERTS_NAME = re.compile(r"(experts|_exps\b|\bexps\b|moe)", re.IGNORECASE)
+_ATTENTION_NAME = re.compile(
+    r"(attn|attention|self_attn|q_proj|k_proj|v_proj|o_proj|qkv|query|key|value|c_attn|out_proj|wq\b|wk\b|wv\b|wo\b)",
+    re.IGNORECASE,
+)
+_MLP_NAME = re.compile(
+    r"(mlp|ffn|feed_forward|fc1|fc2|intermediate|gate_proj|up_proj|down_proj|c_fc|w1\b|w2\b|w3\b|\.output\.dense)",
+    re.IGNORECASE,
+)
+_OUTPUT_NAME = re.compile(r"(^lm_head|^output\.|^classifier|^head\.|^fc\.|^logits)", re.IGNORECASE)
+
+
+def guess_role(name: str, kind: LayerKind) -> Role | None:
+    """Role from conventional names (HF, llama.cpp, timm); None when the name does not say."""
+    if kind is LayerKind.EMBEDDING:
+        return Role.EMBEDDING
+    if _ATTENTION_NAME.search(name):
+        return Role.ATTENTION
+    if _MLP_NAME.search(name):
+        return Role.MLP
+    if _OUTPUT_NAME.search(name):
+        return Role.OUTPUT
+    return None
+
+
+def _matches(name: str, aliases: tuple[str, ...], globs: tuple[str, ...]) -> str | None:
+    """The first glob matching the name or one of its aliases."""
+    for glob in globs:
+        if any(fnmatch.fnmatchcase(candidate, glob) for candidate in (name, *aliases)):
+            return glob
+    return None
+
+
+def _skip(kind: LayerKind, role: Role | None, reason: str, dims: tuple[int, int] | None = None) -> LayerPlan:
+    N, M = dims if dims is not None else (None, None)
+    return LayerPlan(kind=kind, role=role, N=N, M=M, skip_reason=reason)
+
+
+def _kind_from_hint(info: TensorInfo) -> LayerKind | str:
+    """The layer kind the format states, or a skip reason for weights that are not matrices."""
+    hint_kind = info.hint.kind
+    ndim = len(info.shape)
+    if hint_kind is WeightKind.DEPTHWISE_CONV:
+        return f"depthwise convolution kernel (groups={info.hint.groups}): one filter per channel, not a matrix"
+    if hint_kind in (WeightKind.NORM, WeightKind.BIAS):
+        return f"{hint_kind.value} parameters, not a weight matrix"
+    if hint_kind is WeightKind.CONV:
+        if ndim == 3:
+            return LayerKind.CONV1D
+        if ndim == 4:
+            return LayerKind.CONV2D
+        return LayerKind.OTHER if ndim > 4 else f"{ndim}-D convolution weight, not a kernel"
+    if hint_kind is WeightKind.EMBEDDING:
+        return LayerKind.EMBEDDING
+    if hint_kind is WeightKind.RECURRENT:
+        return LayerKind.RECURRENT
+    if hint_kind is WeightKind.EXPERTS:
+        return LayerKind.DENSE
+    if hint_kind is WeightKind.DENSE:
+        return LayerKind.DENSE
+    return f"{info.hint.op or 'this operator'} weight, not a layer matrix"
+
+
+def _kind_from_shape(info: TensorInfo) -> LayerKind:
+    ndim = len(info.shape)
+    if ndim == 2:
+        if _EMBEDDING_NAME.search(info.name):
+            return LayerKind.EMBEDDING
+        if _RECURRENT_NAME.search(info.name):
+            return LayerKind.RECURRENT
+        return LayerKind.DENSE
+    if ndim == 3:
+        return LayerKind.DENSE if _EXPERTS_NAME.search(info.name) else LayerKind.CONV1D
+    if ndim == 4:
+        return LayerKind.CONV2D
+    return LayerKind.OTHER
+
+
+def _conv_layout(info: TensorInfo) -> Layout:
+    """Axis order of a conv kernel: stated by the format, else weightwatcher's size heuristic."""
+    if info.hint.layout is not Layout.UNKNOWN:
+        return info.hint.layout
+    if len(info.shape) == 4:
+        a, b, c, d = info.shape
+        return Layout.OUT_IN if a + b >= c + d else Layout.IN_OUT
+    return Layout.OUT_IN
+
+
+def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
+    """Decide from metadata alone what `info` becomes; skipped layers get a reason in words."""
+    shape = info.shape
+    ndim = len(shape)
+
+    decided = _kind_from_hint(info) if info.hint.kind is not None else None
+    if isinstance(decided, str):
+        return _skip(LayerKind.OTHER, info.hint.role, decided)
+    if ndim < 2:
+        return _skip(LayerKind.OTHER, info.hint.role, f"{ndim}-D tensor (a bias, scale or scalar), not a matrix")
+    kind = decided if decided is not None else _kind_from_shape(info)
+    role = info.hint.role or guess_role(info.name, kind)
+
+    if info.skip_reason is not None:
+        return _skip(kind, role, info.skip_reason)
+    if not (info.dtype.is_float or info.dtype is DType.QUANTIZED):
+        return _skip(kind, role, f"{info.dtype.value} values are not floating point")
+
+    if ndim == 2:
+        N, M = max(shape), min(shape)
+        plan = LayerPlan(kind=kind, role=role, N=N, M=M)
+    elif kind in (LayerKind.CONV1D, LayerKind.CONV2D, LayerKind.OTHER):
+        layout = _conv_layout(info)
+        if layout is Layout.IN_OUT:
+            spatial, (rows, cols) = shape[:-2], shape[-2:]
+            slice_axes = "leading"
+        else:
+            (rows, cols), spatial = shape[:2], shape[2:]
+            slice_axes = "trailing"
+        num_slices = math.prod(spatial)
+        scale = options.conv_scale if options.pool_conv else num_slices / 2
+        plan = LayerPlan(
+            kind=kind, role=role, N=max(rows, cols), M=min(rows, cols),
+            num_slices=num_slices, slice_axes=slice_axes, scale=scale,
+        )
+    elif ndim == 3:
+        # A stack of same-shaped matrices (experts, recurrent directions): one pooled ESD, no rescaling.
+        count, rows, cols = shape
+        plan = LayerPlan(kind=kind, role=role, N=max(rows, cols), M=min(rows, cols), num_slices=count, slice_axes="stack")
+    else:
+        return _skip(kind, role, f"{ndim}-D {kind.value} tensor, not a matrix or a stack of matrices")
+
+    return _apply_filters(plan, info, options)
+
+
+def _apply_filters(plan: LayerPlan, info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
+    """Name filters, then the eigenvalue-count bounds; each skip says which option caused it."""
+    if options.layer_globs and _matches(info.name, info.aliases, options.layer_globs) is None:
+        reason = "not selected by --layer " + " ".join(repr(glob) for glob in options.layer_globs)
+        return _skip(plan.kind, plan.role, reason, (plan.N or 0, plan.M or 0))
+    excluded = _matches(info.name, info.aliases, options.exclude_globs)
+    if excluded is not None:
+        return _skip(plan.kind, plan.role, f"excluded by --exclude {excluded!r}", (plan.N or 0, plan.M or 0))
+    per_slice = plan.slice_axes in ("trailing", "leading") and not options.pool_conv
+    count = (plan.M or 0) if per_slice else plan.num_evals
+    if plan.M == 0:
+        return _skip(plan.kind, plan.role, "empty tensor (a dimension is 0)", (plan.N or 0, 0))
+    if count < options.min_evals:
+        unit = "eigenvalues per slice" if per_slice else "eigenvalues"
+        reason = f"{count} {unit}, fewer than --min-evals {options.min_evals}"
+        return LayerPlan(plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason)
+    if options.max_evals is not None and count > options.max_evals:
+        reason = f"{count} eigenvalues, more than --max-evals {options.max_evals}"
+        return LayerPlan(plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason)
+    return plan
+
+
+def _oriented(matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+    """The matrix as N x M with N >= M (a transposed view when it is wide)."""
+    return matrix.T if matrix.shape[0] < matrix.shape[1] else matrix
+
+
+def layer_matrices(plan: LayerPlan, values: npt.NDArray[np.floating]) -> list[npt.NDArray[np.floating]]:
+    """Cut the values of a planned layer into its N x M matrices (views where possible)."""
+    if plan.slice_axes == "none":
+        return [_oriented(values)]
+    if plan.slice_axes == "trailing":
+        rows, cols = values.shape[:2]
+        flat = values.reshape(rows, cols, -1)
+        return [_oriented(flat[:, :, position]) for position in range(flat.shape[2])]
+    if plan.slice_axes == "leading":
+        rows, cols = values.shape[-2:]
+        flat = values.reshape(-1, rows, cols)
+        return [_oriented(flat[position]) for position in range(flat.shape[0])]
+    return [_oriented(matrix) for matrix in values]
+

@@ -1,0 +1,122 @@
+"""The JSON report, schema_version 1 (PRODUCT.md; JSON Schema in docs/report.schema.json).
+
+Keys are stable: new keys may be added, the required ones are never renamed. Every metric key of a layer
+is present on every layer, null where it was not computed, so scripts can index without guards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from inspector import __version__
+from inspector.gate import GateResult
+from inspector.options import AnalysisOptions
+from inspector.records import LayerMetrics, LayerRecord, ModelReport, Summary
+from inspector.render import finite_or_none
+
+SCHEMA_VERSION = 1
+
+_METRIC_FIELDS = tuple(field.name for field in dataclasses.fields(LayerMetrics) if field.name != "extra")
+
+
+def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
+    """Every setting that changes a number, plus the conventions behind the numbers."""
+    settings: dict[str, Any] = {}
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name)
+        if hasattr(value, "value"):
+            value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
+        settings[field.name] = value
+    settings.update(
+        {
+            "backend": backend,
+            "eigenvalues": "of W^T W, W oriented N x M with N >= M",
+            "xmin_rule": "Clauset: every eigenvalue a candidate, xmin minimises the KS distance D",
+            "alpha_estimator": "continuous MLE alpha = 1 + n / sum(ln(x / xmin))",
+            "fit_sees": f"eigenvalues > {options.evals_threshold:g} on weightwatcher's scale (s^2, conv x {options.conv_scale:g})",
+            "log_base": 10,
+        }
+    )
+    return settings
+
+
+def _metrics_dict(metrics: LayerMetrics | None) -> dict[str, Any]:
+    if metrics is None:
+        return {name: None for name in _METRIC_FIELDS}
+    values = {name: finite_or_none(getattr(metrics, name)) for name in _METRIC_FIELDS}
+    values.update({key: finite_or_none(value) if not isinstance(value, str) else value
+                   for key, value in metrics.extra.items()})
+    return values
+
+
+def layer_dict(layer: LayerRecord) -> dict[str, Any]:
+    """One layer record; identity keys first, then every metric."""
+    document: dict[str, Any] = {
+        "index": layer.index,
+        "name": layer.name,
+        "kind": layer.kind.value,
+        "role": layer.role.value if layer.role is not None else None,
+        "shape": list(layer.shape),
+        "dtype": layer.dtype,
+        "status": layer.status.value,
+        "reason": layer.reason,
+        "N": layer.N,
+        "M": layer.M,
+        "num_slices": layer.num_slices,
+        "slice_index": layer.slice_index,
+        "aliases": list(layer.aliases),
+        "stored_name": layer.stored_name,
+        "source_op": layer.source_op,
+        "phase": layer.phase.value if layer.phase is not None else None,
+        "alpha_label": layer.alpha_label.value if layer.alpha_label is not None else None,
+        "esd_histogram": list(layer.esd_histogram),
+    }
+    metrics = _metrics_dict(layer.metrics)
+    if layer.metrics is None:
+        metrics["num_evals"] = (layer.M or 0) * layer.num_slices if layer.M is not None else None
+    document.update(metrics)
+    return document
+
+
+def summary_dict(summary: Summary) -> dict[str, Any]:
+    return {field.name: finite_or_none(getattr(summary, field.name))
+            if not isinstance(getattr(summary, field.name), dict) else dict(getattr(summary, field.name))
+            for field in dataclasses.fields(summary)}
+
+
+def report_dict(report: ModelReport) -> dict[str, Any]:
+    """One PATH's entry in `reports`: layers and summary, or an error object."""
+    document: dict[str, Any] = {"path": report.path, "format": report.format}
+    if report.error is not None:
+        document["error"] = {"kind": report.error.kind, "message": report.error.message}
+        return document
+    document["layers"] = [layer_dict(layer) for layer in report.layers]
+    if report.summary is not None:
+        document["summary"] = summary_dict(report.summary)
+    if report.metadata:
+        document["metadata"] = {key: value[:500] for key, value in report.metadata.items()}
+    return document
+
+
+def document(
+    reports: Sequence[ModelReport], options: AnalysisOptions, backend: str, gate: GateResult
+) -> dict[str, Any]:
+    """The whole JSON document."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "wwinspect", "version": __version__},
+        "settings": settings_dict(options, backend),
+        "reports": [report_dict(report) for report in reports],
+        "gate": {
+            "passed": gate.passed,
+            "violations": [
+                {"path": v.path, "layer": v.layer, "rule": v.rule, "value": finite_or_none(v.value)
+                 if not isinstance(v.value, str) else v.value}
+                for v in gate.violations
+            ],
+        },
+    }
