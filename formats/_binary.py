@@ -125,3 +125,29 @@ def resolve_inside(folder: Path, relative: str, *, what: str, path: Path | None 
     if candidate != base and base not in candidate.parents:
         raise UnsafeFileError(f"{what} {relative!r} points outside the model's folder", path=path)
     return candidate
+
+
+def read_array_at(
+    handle: BinaryIO, offset: int, nbytes: int, *, what: str, path: Path | None = None
+) -> npt.NDArray[np.uint8]:
+    """Read `nbytes` at absolute `offset` into a fresh uint8 array, without an intermediate `bytes` copy.
+
+    The array is the only memory the read costs (no memory map stays behind), which keeps the resident
+    set at one tensor. `readinto` may return short counts for very large reads (Linux caps one read at
+    about 2 GiB), so it is called until the buffer is full or the file ends.
+
+    Raises:
+        CorruptFileError: the file ends before `offset + nbytes`.
+    """
+    buffer = np.empty(nbytes, dtype=np.uint8)
+    view = buffer.data.cast("B")
+    handle.seek(offset)
+    filled = 0
+    while filled < nbytes:
+        count = handle.readinto(view[filled:])  # type: ignore[attr-defined]
+        if not count:
+            raise CorruptFileError(
+                f"file ends inside {what}: wanted {nbytes} bytes at {offset:#x}, got {filled}", path=path
+            )
+        filled += count
+    return buffer
