@@ -1,0 +1,212 @@
+"""Peak resident memory of reading a ~2 GB safetensors file: it must stay near the largest tensor.
+
+    python benchmarks/bench_rss_safetensors.py            # generate (once), measure, print the table
+    python benchmarks/bench_rss_safetensors.py --no-cli   # only the reader
+    python benchmarks/bench_rss_safetensors.py --size-gb 0.5
+
+The file (float32, many tensors up to 4096x2048) is written under benchmarks/_data/ (git-ignored) with
+numpy, one tensor at a time, and reused on later runs. Each measurement runs in a fresh process under
+`/usr/bin/time -f %M` (Debian package `time`), which reports the peak resident set size:
+
+- reader: a driver that iterates `open_model(path).tensors()`, reads each tensor, takes its norm and
+  drops it. This is the wwinspect streaming contract.
+- cli: `wwinspect FILE --format json > /dev/null` end to end (through `python -m inspector`).
+- mmap reference (informational): `safetensors.safe_open(framework="numpy")` reading every tensor
+  while the file stays mapped, to show that the bound is tight enough to catch whole-file mapping.
+
+Bound per row: largest tensor x 4 + 300 MB (a tensor, its float64 working copy and the Gram matrix,
+plus interpreter, numpy and scipy). torch must not be imported by the measured wwinspect processes; the
+drivers check and report it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / "_data"
+TIME = Path("/usr/bin/time")
+MB = 1024 * 1024
+OVERHEAD_MB = 300
+SEED = 1234
+
+#: (rows, cols, count) per tensor group; the default mix is 96 tensors, about 2.06 GB.
+SHAPES = [(4096, 2048, 48), (2048, 2048, 32), (2048, 512, 16)]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    largest_mb: float
+    peak_mb: float
+    torch_imported: str
+    exit_code: int
+    gating: bool  # informational rows do not decide the benchmark's exit code
+
+    @property
+    def bound_mb(self) -> float:
+        return self.largest_mb * 4 + OVERHEAD_MB
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and self.peak_mb <= self.bound_mb and self.torch_imported != "yes"
+
+
+def plan_shapes(size_gb: float) -> list[tuple[int, int]]:
+    """The default mix, scaled down by dropping tensors of each group when a smaller file is asked for."""
+    full = sum(rows * cols * 4 * count for rows, cols, count in SHAPES)
+    scale = min(1.0, size_gb * 2**30 / full)
+    shapes = []
+    for rows, cols, count in SHAPES:
+        shapes += [(rows, cols)] * max(1, round(count * scale))
+    return shapes
+
+
+def generate(path: Path, shapes: list[tuple[int, int]]) -> None:
+    """Write a safetensors file tensor by tensor, so generation itself never holds the whole file."""
+    import numpy as np
+
+    header, offset = {}, 0
+    for index, (rows, cols) in enumerate(shapes):
+        nbytes = rows * cols * 4
+        header[f"model.layers.{index}.weight"] = {
+            "dtype": "F32",
+            "shape": [rows, cols],
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    rng = np.random.default_rng(SEED)
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(text)) + text)
+        for rows, cols in shapes:
+            # A heavy-ish tail so the analysis has something to fit; values are irrelevant to memory.
+            values = rng.standard_normal((rows, cols), dtype=np.float32) / np.float32(np.sqrt(cols))
+            handle.write(values.tobytes())
+    partial.rename(path)
+
+
+def drive_reader(path: str) -> None:
+    """Measured process: stream every tensor through the reader, one at a time."""
+    import numpy as np
+
+    from formats import open_model
+
+    total = 0.0
+    with open_model(Path(path)) as reader:
+        for ref in reader.tensors():
+            values = ref.read()
+            total += float(np.linalg.norm(values))
+            del values
+    print(json.dumps({"torch": "torch" in sys.modules, "checksum": total}), file=sys.stderr)
+
+
+def drive_cli(path: str) -> None:
+    """Measured process: the CLI in this interpreter (same as `python -m inspector`), then report torch."""
+    import runpy
+
+    sys.argv = ["wwinspect", path, "--format", "json"]
+    code: int | str | None = 0
+    try:
+        runpy.run_module("inspector", run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        print(json.dumps({"torch": "torch" in sys.modules}), file=sys.stderr)
+    sys.exit(code)
+
+
+def drive_mmap_reference(path: str) -> None:
+    """Measured process: the safetensors package, which maps the whole file for the reader's lifetime."""
+    import numpy as np
+    from safetensors import safe_open
+
+    total = 0.0
+    with safe_open(path, framework="numpy") as handle:
+        for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+            values = handle.get_tensor(name)
+            total += float(np.linalg.norm(values))
+            del values  # dropped like ours; the touched pages of the mapping stay resident anyway
+    print(json.dumps({"torch": "torch" in sys.modules, "checksum": total}), file=sys.stderr)
+
+
+def measure(name: str, driver: str, path: Path, largest_mb: float, *, gating: bool) -> Measurement:
+    with tempfile.TemporaryDirectory() as scratch:
+        time_out = Path(scratch) / "time.txt"
+        command = [str(TIME), "-f", "%M", "-o", str(time_out), sys.executable, __file__, driver, str(path)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        result = subprocess.run(  # noqa: S603 - our own interpreter, script and generated file
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, check=False
+        )
+        peak_kb = int(time_out.read_text().strip().splitlines()[-1])
+    torch_imported = "?"
+    for line in reversed(result.stderr.strip().splitlines()):
+        if line.startswith("{"):
+            torch_imported = "yes" if json.loads(line).get("torch") else "no"
+            break
+    if result.returncode not in (0, 1):  # the CLI's 1 means a gate was violated, which is not a failure here
+        print(f"{name}: exit {result.returncode}: {result.stderr.strip()[-2000:]}", file=sys.stderr)
+    code = 0 if result.returncode in (0, 1) else result.returncode
+    return Measurement(name, largest_mb, peak_kb / 1024, torch_imported, code, gating)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--size-gb", type=float, default=2.0)
+    parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end CLI measurement")
+    parser.add_argument("--no-reference", action="store_true", help="skip the whole-file mmap reference")
+    args = parser.parse_args()
+    if not TIME.exists():
+        print("needs /usr/bin/time: apt-get install -y time", file=sys.stderr)
+        return 2
+    shapes = plan_shapes(args.size_gb)
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"bench_{len(shapes)}_tensors.safetensors"
+    if not path.exists():
+        print(f"generating {path} ...", file=sys.stderr)
+        generate(path, shapes)
+    largest_mb = max(rows * cols * 4 for rows, cols in shapes) / MB
+    rows = [measure("reader", "_drive-reader", path, largest_mb, gating=True)]
+    if not args.no_cli:
+        rows.append(measure("cli --format json", "_drive-cli", path, largest_mb, gating=True))
+    if not args.no_reference and _has_safetensors():
+        rows.append(measure("safetensors mmap (reference)", "_drive-mmap", path, largest_mb, gating=False))
+    print(f"file: {path.relative_to(ROOT)}  {path.stat().st_size / MB:.0f} MB, {len(shapes)} float32 tensors")
+    print(f"{'measurement':<30} {'largest MB':>10} {'bound MB':>9} {'peak RSS MB':>12} {'torch':>6}  result")
+    for row in rows:
+        verdict = "pass" if row.passed else "FAIL"
+        if not row.gating:
+            verdict += " (informational)"
+        print(
+            f"{row.name:<30} {row.largest_mb:>10.1f} {row.bound_mb:>9.1f} {row.peak_mb:>12.1f} "
+            f"{row.torch_imported:>6}  {verdict}"
+        )
+    return 0 if all(row.passed for row in rows if row.gating) else 1
+
+
+def _has_safetensors() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("safetensors") is not None
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1].startswith("_drive-"):
+        drivers = {
+            "_drive-reader": drive_reader,
+            "_drive-cli": drive_cli,
+            "_drive-mmap": drive_mmap_reference,
+        }
+        drivers[sys.argv[1]](sys.argv[2])
+    else:
+        sys.exit(main())
