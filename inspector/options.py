@@ -46,6 +46,13 @@ class SpikeRule(str, Enum):
     WEIGHTWATCHER = "ww"  # lambda_+ + sqrt(s_TW), weightwatcher 0.7.7's margin
 
 
+class MPMethod(str, Enum):
+    """How the Marchenko-Pastur sigma of the bulk is fitted (inspector/mp.py)."""
+
+    MEDIAN = "median"  # sigma^2 = median(ESD) / median(MP(Q, 1)): robust to spikes and tails (default)
+    KDE = "kde"  # weightwatcher 0.7.7's brute-force fit of a linear-kernel KDE (its mp_fit=True)
+
+
 @dataclass(frozen=True, slots=True)
 class AnalysisOptions:
     """Settings of one analysis. Defaults reproduce weightwatcher 0.7.7's default analyze().
@@ -66,6 +73,10 @@ class AnalysisOptions:
         spike_rule: the MP spike margin.
         randomize: also analyse an element-shuffled copy of each matrix (correlation traps).
         seed: seed of every random draw (randomisation), so reports are reproducible.
+        mp_method: how the MP sigma is fitted.
+        xmin_max: with fix_fingers xmin_peak, the largest xmin considered (None: 1.5 x the ESD's log peak).
+        max_fingers: with fix_fingers clip_xmax, the most top eigenvalues that may be clipped.
+        finger_thresh: with clip_xmax, a clipped fit is accepted when its alpha is this much below the raw one.
     """
 
     min_evals: int = 10
@@ -83,3 +94,7 @@ class AnalysisOptions:
     spike_rule: SpikeRule = SpikeRule.TRACY_WIDOM
     randomize: bool = False
     seed: int = 0
+    mp_method: MPMethod = MPMethod.MEDIAN
+    xmin_max: float | None = None
+    max_fingers: int = 10
+    finger_thresh: float = 1.0

@@ -55,20 +55,32 @@ class LayerMetrics:
     """Every number measured on one analysed layer's ESD. Field names are the JSON report's keys.
 
     Scales: eigenvalues are those of W^T W with W oriented N x M (N >= M), conv slices multiplied by
-    the conv scale, divided by N under the per-n normalisation. `None` marks what could not be computed.
+    the conv scale, divided by N under the per-n normalisation. Every eigenvalue-valued field (lambda_*,
+    xmin, xmax, mp_lambda_*, detX_lambda_min...) is in that one scale; alpha, D, counts, ranks, entropy, the
+    soft ranks, mp_sigma (mean-1 units) and rand_distance do not depend on it. `None` marks what could not
+    be computed (JSON null), never NaN.
     """
 
     num_evals: int
     lambda_max: float | None = None
     lambda_min: float | None = None
-    # Power-law fit of the tail (Clauset MLE, xmin by minimum KS distance).
+    # Power-law fit of the tail (Clauset MLE, xmin by minimum KS distance; inspector/powerlaw.py).
     alpha: float | None = None
     xmin: float | None = None
     xmax: float | None = None
-    D: float | None = None  # noqa: N815 - the KS distance is called D everywhere in the literature
+    D: float | None = None
     sigma: float | None = None
     num_pl_spikes: int | None = None
     fit_low_confidence: bool = False
+    num_fit_evals: int = 0  # eigenvalues above the fit threshold (the data of the xmin search)
+    # fix_fingers=clip_xmax: top eigenvalues clipped, and alpha before clipping.
+    num_fingers: int | None = None
+    raw_alpha: float | None = None
+    # fit=tpl: p(x) ~ x^-alpha exp(-Lambda x) on the same tail; log-likelihood ratio ln L_TPL - ln L_PL (>= 0,
+    # nested models) and its chi-square(1) p-value (small p: the truncation is significant).
+    Lambda: float | None = None
+    tpl_log_likelihood_ratio: float | None = None
+    tpl_p_value: float | None = None
     # Norms and ranks.
     stable_rank: float | None = None
     log_norm: float | None = None
@@ -77,11 +89,26 @@ class LayerMetrics:
     log_alpha_norm: float | None = None
     entropy: float | None = None
     rank_loss: int | None = None
-    # Marchenko-Pastur bulk fit.
+    matrix_rank: int | None = None
+    weak_rank_loss: int | None = None  # eigenvalues < 1e-6 on weightwatcher's scale (its absolute rule)
+    near_zero_fraction: float | None = None  # eigenvalues < 1e-6 x the mean eigenvalue (scale-free)
+    # Marchenko-Pastur bulk fit (inspector/mp.py); the rule is in settings (spike rule, MP method).
     mp_sigma: float | None = None
     mp_lambda_plus: float | None = None
+    mp_lambda_minus: float | None = None
+    mp_tw_scale: float | None = None
+    mp_spike_cutoff: float | None = None
     num_spikes: int | None = None
     mp_softrank: float | None = None
+    # SETOL ERG condition (detX; inspector/detx.py) and Delta lambda_min = xmin - detX_lambda_min.
+    detX_num: int | None = None  # noqa: N815 - weightwatcher's column name
+    detX_lambda_min: float | None = None  # noqa: N815
+    delta_lambda_min: float | None = None
+    # --randomize (inspector/randomize.py): element-shuffled ESD.
+    rand_distance: float | None = None
+    rand_lambda_max: float | None = None
+    rand_mp_sigma: float | None = None
+    num_traps: int | None = None
     extra: dict[str, float | int | bool | str | None] = field(default_factory=dict)
 
 

@@ -1,0 +1,182 @@
+"""Eigenvalue backends: the squared singular values of N x M layer matrices (the eigenvalues of W^T W).
+
+One small interface, `EigenBackend`, with two implementations:
+
+* `CpuBackend` (numpy/scipy, the default). Route "gram" forms X = W^T W in float64 and calls the
+  symmetric eigensolver (LAPACK syevd); route "svd" runs scipy's float64 SVD (gesdd), which is what
+  weightwatcher 0.7.7 does on a CPU (`RMT_Util.svd_vals`, reference §2.2). Gram + eigh costs N*M^2 + 4/3 M^3
+  flops against gesdd's roughly 4*N*M^2 + 8*M^3, and is 3-10x faster in benchmarks/bench_eigen.py. Its
+  eigenvalues carry an absolute error of order M * eps64 * lambda_max, so the largest ones agree with the SVD
+  to ~1e-13 relative; a matrix whose smallest eigenvalues fall into that noise (a rank-deficient matrix, where
+  the rank decision needs them) is redone with the SVD, so `rank_loss` never depends on the route.
+* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`, float64 by default; float32 on
+  CUDA when asked, with TF32 switched off so that the Gram matrix is a true float32 product.
+
+torch is never imported on the CPU path: `wwinspect` must start fast (PRODUCT.md, `--device`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import scipy.linalg
+
+from inspector.errors import UsageError
+from inspector.options import Device
+
+FloatArray = npt.NDArray[np.float64]
+CpuRoute = Literal["gram", "svd"]
+
+_EPS64 = float(np.finfo(np.float64).eps)
+# Gram eigenvalues have absolute errors up to about c * M * eps64 * lambda_max (Demmel, "Applied Numerical
+# Linear Algebra" §5.2, for the syrk rounding plus the backward-stable eigensolver); c = 64 is a generous
+# bound for c. Below that level an eigenvalue is noise, and a rank decision there needs the SVD.
+_GRAM_NOISE_FACTOR = 64.0
+
+
+class EigenBackend(Protocol):
+    """Computes the eigenvalues of W^T W (= squared singular values of W) for N x M matrices, N >= M."""
+
+    name: str
+
+    def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        """The M eigenvalues of W^T W of one N x M matrix, ascending, float64, none negative."""
+        ...
+
+    def eigenvalues_batch(self, matrices: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        """Eigenvalues of a (k, N, M) stack of same-shape matrices: a (k, M) array, each row ascending."""
+        ...
+
+
+def rank_tolerance(lambda_max: float, N: int, dtype: np.dtype[Any]) -> float:
+    """Eigenvalue level below which a direction counts as lost rank.
+
+    numpy's `matrix_rank` rule on singular values, sigma > sigma_max * N * eps, squared. eps is that of the
+    dtype the weights arrived in (float32 weights cannot resolve singular values below ~eps32 * sigma_max);
+    weightwatcher uses float64's eps after casting, which counts float32 rounding noise as rank.
+    """
+    eps = float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else _EPS64
+    return lambda_max * (N * eps) ** 2
+
+
+def _gram_is_reliable(evals: FloatArray, N: int, M: int, dtype: np.dtype[Any]) -> bool:
+    """True when every Gram eigenvalue lies clear of both the Gram noise floor and the rank tolerance."""
+    lambda_max = float(evals[-1])
+    if lambda_max <= 0.0:
+        return False  # an all-zero matrix: let the SVD say so exactly
+    noise = _GRAM_NOISE_FACTOR * M * _EPS64 * lambda_max
+    floor = max(noise, rank_tolerance(lambda_max, N, dtype)) + noise
+    return float(evals[0]) > floor
+
+
+@dataclass(frozen=True, slots=True)
+class CpuBackend:
+    """numpy/scipy eigenvalues on the CPU, by Gram + symmetric eigensolver (default) or float64 SVD."""
+
+    route: CpuRoute = "gram"
+
+    @property
+    def name(self) -> str:
+        return f"cpu-{self.route}"
+
+    def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        N, M = matrix.shape
+        if self.route == "gram":
+            W = np.asarray(matrix, dtype=np.float64)
+            # W.T @ W on one buffer: numpy dispatches this to BLAS syrk (half the flops of gemm).
+            evals = np.linalg.eigvalsh(W.T @ W)
+            if _gram_is_reliable(evals, N, M, matrix.dtype):
+                return np.maximum(evals, 0.0)
+        return _svd_eigenvalues(matrix)
+
+    def eigenvalues_batch(self, matrices: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        k, N, M = matrices.shape
+        if self.route == "svd":
+            return np.stack([_svd_eigenvalues(W) for W in matrices])
+        stack = np.asarray(matrices, dtype=np.float64)
+        evals = np.linalg.eigvalsh(np.matmul(stack.transpose(0, 2, 1), stack))
+        for i in range(k):
+            if _gram_is_reliable(evals[i], N, M, matrices.dtype):
+                evals[i] = np.maximum(evals[i], 0.0)
+            else:
+                evals[i] = _svd_eigenvalues(matrices[i])
+        return evals
+
+
+def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
+    """Squared singular values by LAPACK gesdd in float64: weightwatcher's CPU route, ascending."""
+    sv = scipy.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False, check_finite=False)
+    return np.sort(sv * sv)
+
+
+class TorchBackend:
+    """Gram + `torch.linalg.eigvalsh` on a torch device ("cpu" or "cuda").
+
+    float64 by default. `dtype="float32"` halves memory traffic on a GPU; its eigenvalues then agree with a
+    float64 SVD to about M * eps32 * lambda_max (benchmarks/bench_eigen.py measures it). TF32 matmuls are
+    switched off either way: TF32 keeps 10 mantissa bits and would make the Gram matrix far less exact.
+    """
+
+    def __init__(self, device: str = "cpu", dtype: Literal["float64", "float32"] = "float64") -> None:
+        import torch  # lazily: only --device cuda/auto pays for importing torch
+
+        self._torch = torch
+        self._device = torch.device(device)
+        self._dtype = torch.float64 if dtype == "float64" else torch.float32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        self.name = f"torch-{self._device.type}-{dtype}"
+
+    def _gram_eigenvalues(self, stack: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        torch = self._torch
+        W = torch.from_numpy(np.ascontiguousarray(stack)).to(device=self._device, dtype=self._dtype)
+        X = W.transpose(-2, -1) @ W
+        evals = torch.linalg.eigvalsh(X)
+        return np.maximum(evals.to("cpu", torch.float64).numpy(), 0.0)
+
+    def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        return self._gram_eigenvalues(matrix)
+
+    def eigenvalues_batch(self, matrices: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        return self._gram_eigenvalues(matrices)
+
+
+def make_backend(device: Device, *, cpu_route: CpuRoute = "gram") -> EigenBackend:
+    """The backend for `--device`: cpu = numpy/scipy; cuda = torch on the GPU; auto = cuda when available.
+
+    Raises:
+        UsageError: `cuda` was requested but torch is not installed or sees no CUDA device.
+    """
+    if device == Device.CPU:
+        return CpuBackend(route=cpu_route)
+    try:
+        import torch
+    except ImportError:
+        if device == Device.AUTO:
+            return CpuBackend(route=cpu_route)
+        raise UsageError(
+            "--device cuda needs torch, which is not installed",
+            hint="pip install 'wwinspect[gpu]' (or a CUDA build of torch), or use --device cpu",
+        ) from None
+    if torch.cuda.is_available():
+        return TorchBackend("cuda")
+    if device == Device.AUTO:
+        return CpuBackend(route=cpu_route)
+    raise UsageError(
+        f"--device cuda: torch {torch.__version__} sees no CUDA device",
+        hint="install a CUDA build of torch on a machine with an NVIDIA GPU, or use --device cpu",
+    )
+
+
+def layer_eigenvalues(
+    matrices: Sequence[npt.NDArray[np.floating[Any]]], backend: EigenBackend
+) -> tuple[FloatArray, ...]:
+    """Per-matrix eigenvalue arrays; same-shape matrices (conv slices) go through the batch method."""
+    if len(matrices) == 1:
+        return (backend.eigenvalues(matrices[0]),)
+    stack = np.stack(matrices)
+    return tuple(backend.eigenvalues_batch(stack))
