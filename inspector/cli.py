@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
+from typer._click import exceptions as click_exceptions  # typer >= 0.29 vendors click
 from typer.core import TyperCommand
 
 from formats.errors import WWInspectError
@@ -41,13 +41,13 @@ class _OneLineErrors(TyperCommand):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
+        except click_exceptions.NoArgsIsHelpError as exc:
             sys.stdout.write(exc.ctx.get_help() + "\n")
             code = ExitCode.USAGE
-        except click.ClickException as exc:
+        except click_exceptions.ClickException as exc:
             _error_line(exc.format_message() + " (see wwinspect --help)")
             code = ExitCode.USAGE
-        except click.exceptions.Abort:
+        except typer.Abort:
             code = ExitCode.INTERRUPTED
         code = int(code or 0)
         if standalone_mode:
@@ -69,7 +69,7 @@ def _reported_errors(debug: bool) -> Iterator[None]:
     """Typed errors and bugs become one line and an exit code; Ctrl-C becomes 130."""
     try:
         yield
-    except (typer.Exit, click.exceptions.Exit):
+    except typer.Exit:
         raise
     except WWInspectError as exc:
         if debug:
@@ -133,9 +133,9 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
     return progress, (on_layer, on_file)
 
 
-@app.command(cls=_OneLineErrors, no_args_is_help=True)
+@app.command(name="wwinspect", cls=_OneLineErrors, no_args_is_help=True)
 def main_command(
-    paths: Annotated[list[Path], typer.Argument(help="Model files, or directories of a sharded checkpoint.",
+    paths: Annotated[list[Path], typer.Argument(help="Model files, or directories of a sharded checkpoint.", metavar="PATH...",
                                                 show_default=False)],
     output_format: Annotated[OutputFormat | None, typer.Option("--format", "-f", help="Report format [default: table].")] = None,
     json_flag: Annotated[bool, typer.Option("--json", help="Short for --format json.")] = False,

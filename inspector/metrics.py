@@ -26,6 +26,7 @@ import numpy.typing as npt
 from inspector.detx import detx
 from inspector.eigen import EigenBackend, layer_eigenvalues, rank_tolerance
 from inspector.errors import LayerFailedError
+from inspector.esd import log_histogram
 from inspector.mp import MPFit, fit_mp
 from inspector.options import AnalysisOptions, FitMethod, FixFingers, Normalization
 from inspector.powerlaw import (
@@ -100,10 +101,13 @@ def measure_layer(
     mp = fit_mp(evals, Q=N / M, M=M, method=options.mp_method, spike_rule=options.spike_rule)
     ecs = detx(evals)
     xmin = tail.fit.xmin * unit if tail.fit is not None else None
-    randomized = _randomized(matrices, evals, N, M, scale * unit, options, backend) if options.randomize else None
+    randomized = (
+        _randomized(matrices, evals, N, M, scale * unit, options, backend) if options.randomize else None
+    )
 
     return LayerMetrics(
         num_evals=num_evals,
+        esd_histogram=log_histogram(evals),
         lambda_max=lambda_max,
         lambda_min=float(evals[0]),
         alpha=alpha,
@@ -266,8 +270,13 @@ class _Randomized:
 
 
 def _randomized(
-    matrices: Sequence[npt.NDArray[np.floating[Any]]], evals: FloatArray, N: int, M: int, factor: float,
-    options: AnalysisOptions, backend: EigenBackend,
+    matrices: Sequence[npt.NDArray[np.floating[Any]]],
+    evals: FloatArray,
+    N: int,
+    M: int,
+    factor: float,
+    options: AnalysisOptions,
+    backend: EigenBackend,
 ) -> _Randomized:
     """The shuffled ESD (on the report's scale: factor = scale * unit) and what it says."""
     rand = np.sort(np.concatenate(layer_eigenvalues(shuffled(matrices, options.seed), backend))) * factor

@@ -109,6 +109,8 @@ class LayerMetrics:
     rand_lambda_max: float | None = None
     rand_mp_sigma: float | None = None
     num_traps: int | None = None
+    # Counts of the eigenvalues in equal log10 bins (inspector.esd), drawn as the table's sparkline.
+    esd_histogram: tuple[int, ...] = ()
     extra: dict[str, float | int | bool | str | None] = field(default_factory=dict)
 
 
@@ -134,7 +136,6 @@ class LayerRecord:
         metrics: measured numbers; None unless analysed.
         phase: the HTSR phase, where classified.
         alpha_label: the alpha band label, where alpha is known.
-        esd_histogram: counts of the eigenvalues in equal log10 bins (see inspector.esd), for the sparkline.
     """
 
     index: int
@@ -155,7 +156,6 @@ class LayerRecord:
     metrics: LayerMetrics | None = None
     phase: Phase | None = None
     alpha_label: AlphaLabel | None = None
-    esd_histogram: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,3 +34,27 @@ def run_cli(*args: str) -> Any:
     from inspector.cli import app
 
     return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+_MISSING_DEPENDENCY = ("could not import", "No module named", "ModuleNotFoundError", "requires the")
+_missing_dependency_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember tests skipped because something was not installed: such a skip proves nothing."""
+    if report.skipped:
+        text = str(report.longrepr)
+        if any(marker in text for marker in _MISSING_DEPENDENCY):
+            _missing_dependency_skips.append(f"{report.nodeid}: {text[-200:]}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any test was skipped for a missing dependency (CI installs them all)."""
+    if _missing_dependency_skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("tests skipped for a missing dependency (install the dev extra and torch==2.13.0):",
+                                red=True)
+            for line in _missing_dependency_skips:
+                reporter.write_line(f"  {line}", red=True)

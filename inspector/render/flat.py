@@ -26,7 +26,9 @@ def to_csv(reports: Sequence[ModelReport]) -> str:
             row = {"path": report.path, "format": report.format}
             for key, value in layer_dict(layer).items():
                 if key in _CSV_SKIP:
-                    row[key] = ";".join(str(item) for item in value)
+                    row[key] = ";".join(safe_text(str(item)) for item in value)
+                elif isinstance(value, str):
+                    row[key] = safe_text(value, 10_000)  # names from files must not drive a terminal
                 elif key == "shape":
                     row[key] = "x".join(str(dim) for dim in value)
                 else:

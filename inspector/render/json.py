@@ -46,8 +46,9 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
 
 def _metrics_dict(metrics: LayerMetrics | None) -> dict[str, Any]:
     if metrics is None:
-        return {name: None for name in _METRIC_FIELDS}
-    values = {name: finite_or_none(getattr(metrics, name)) for name in _METRIC_FIELDS}
+        return {name: None if name != "esd_histogram" else [] for name in _METRIC_FIELDS}
+    values = {name: finite_or_none(getattr(metrics, name)) if name != "esd_histogram" else list(metrics.esd_histogram)
+              for name in _METRIC_FIELDS}
     values.update({key: finite_or_none(value) if not isinstance(value, str) else value
                    for key, value in metrics.extra.items()})
     return values
@@ -73,7 +74,6 @@ def layer_dict(layer: LayerRecord) -> dict[str, Any]:
         "source_op": layer.source_op,
         "phase": layer.phase.value if layer.phase is not None else None,
         "alpha_label": layer.alpha_label.value if layer.alpha_label is not None else None,
-        "esd_histogram": list(layer.esd_histogram),
     }
     metrics = _metrics_dict(layer.metrics)
     if layer.metrics is None:

@@ -64,7 +64,7 @@ def _layer_row(layer: LayerRecord) -> list[RenderableType]:
         _layer_name(layer),
         layer.kind.value,
         shape,
-        Text(sparkline(layer.esd_histogram), style="blue"),
+        Text(sparkline(metrics.esd_histogram), style="blue"),
         Text(alpha, style=_LABEL_STYLE.get(label, "")),
         _number(metrics.D, 3),
         _number(metrics.lambda_max),
@@ -76,7 +76,7 @@ def _layer_row(layer: LayerRecord) -> list[RenderableType]:
 def model_table(report: ModelReport, *, show_skipped: bool) -> RenderableType:
     """The table for one readable model, with a summary line under it."""
     table = Table(title=Text(f"{safe_text(report.path)} ({report.format})", style="bold"), title_justify="left",
-                  expand=False, pad_edge=False)
+                  expand=False)
     for header, justify in (("#", "right"), ("layer", "left"), ("kind", "left"), ("shape", "left"),
                             ("ESD (log λ)", "left"), ("alpha", "right"), ("D", "right"), ("λ max", "right"),
                             ("phase", "left"), ("alpha label", "left")):
