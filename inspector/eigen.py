@@ -9,8 +9,8 @@ One small interface, `EigenBackend`, with two implementations:
   eigenvalues carry an absolute error of order M * eps64 * lambda_max, so the largest ones agree with the SVD
   to ~1e-13 relative; a matrix whose smallest eigenvalues fall into that noise (a rank-deficient matrix, where
   the rank decision needs them) is redone with the SVD, so `rank_loss` never depends on the route.
-* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`, float64 by default; float32 on
-  CUDA when asked, with TF32 switched off so that the Gram matrix is a true float32 product.
+* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`, float64 by default;
+  float32 on CUDA when asked, with TF32 switched off so that the Gram matrix is a true float32 product.
 
 torch is never imported on the CPU path: `wwinspect` must start fast (PRODUCT.md, `--device`).
 """
@@ -41,7 +41,10 @@ _GRAM_NOISE_FACTOR = 64.0
 class EigenBackend(Protocol):
     """Computes the eigenvalues of W^T W (= squared singular values of W) for N x M matrices, N >= M."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short name for the report's settings, e.g. "cpu-gram"."""
+        ...
 
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
         """The M eigenvalues of W^T W of one N x M matrix, ascending, float64, none negative."""
@@ -88,7 +91,7 @@ class CpuBackend:
         if self.route == "gram":
             W = np.asarray(matrix, dtype=np.float64)
             # W.T @ W on one buffer: numpy dispatches this to BLAS syrk (half the flops of gemm).
-            evals = np.linalg.eigvalsh(W.T @ W)
+            evals = np.asarray(np.linalg.eigvalsh(W.T @ W), dtype=np.float64)
             if _gram_is_reliable(evals, N, M, matrix.dtype):
                 return np.maximum(evals, 0.0)
         return _svd_eigenvalues(matrix)
@@ -109,7 +112,7 @@ class CpuBackend:
 
 def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     """Squared singular values by LAPACK gesdd in float64: weightwatcher's CPU route, ascending."""
-    sv = scipy.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False, check_finite=False)
+    sv: FloatArray = scipy.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False, check_finite=False)
     return np.sort(sv * sv)
 
 
@@ -129,14 +132,18 @@ class TorchBackend:
         self._dtype = torch.float64 if dtype == "float64" else torch.float32
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-        self.name = f"torch-{self._device.type}-{dtype}"
+        self._name = f"torch-{self._device.type}-{dtype}"
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     def _gram_eigenvalues(self, stack: npt.NDArray[np.floating[Any]]) -> FloatArray:
         torch = self._torch
         W = torch.from_numpy(np.ascontiguousarray(stack)).to(device=self._device, dtype=self._dtype)
         X = W.transpose(-2, -1) @ W
-        evals = torch.linalg.eigvalsh(X)
-        return np.maximum(evals.to("cpu", torch.float64).numpy(), 0.0)
+        evals = torch.linalg.eigvalsh(X).to("cpu", torch.float64).numpy()
+        return np.maximum(np.asarray(evals, dtype=np.float64), 0.0)
 
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
         return self._gram_eigenvalues(matrix)

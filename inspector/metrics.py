@@ -27,6 +27,7 @@ from inspector.detx import detx
 from inspector.eigen import EigenBackend, layer_eigenvalues, rank_tolerance
 from inspector.errors import LayerFailedError
 from inspector.esd import log_histogram
+from inspector.phases import phase_evidence
 from inspector.mp import MPFit, fit_mp
 from inspector.options import AnalysisOptions, FitMethod, FixFingers, Normalization
 from inspector.powerlaw import (
@@ -100,6 +101,7 @@ def measure_layer(
     norm = float(evals.sum())
     mp = fit_mp(evals, Q=N / M, M=M, method=options.mp_method, spike_rule=options.spike_rule)
     ecs = detx(evals)
+    evidence = phase_evidence(evals, Q=N / M, M=M, lambda_plus=mp.lambda_plus if mp is not None else None)
     xmin = tail.fit.xmin * unit if tail.fit is not None else None
     randomized = (
         _randomized(matrices, evals, N, M, scale * unit, options, backend) if options.randomize else None
@@ -140,6 +142,9 @@ def measure_layer(
         mp_spike_cutoff=mp.spike_cutoff if mp is not None else None,
         num_spikes=mp.num_spikes if mp is not None else None,
         mp_softrank=mp.softrank if mp is not None else None,
+        mp_bulk_ks=evidence.mp_bulk_ks,
+        num_outliers=evidence.num_outliers,
+        num_separated_spikes=evidence.num_separated,
         detX_num=ecs.num,
         detX_lambda_min=ecs.lambda_min,
         delta_lambda_min=xmin - ecs.lambda_min if xmin is not None and ecs.lambda_min is not None else None,

@@ -1,8 +1,8 @@
 """Marchenko-Pastur (MP) fit of an ESD's bulk, the Tracy-Widom (TW) edge margin, and spike counts.
 
-All fitting happens on the ESD rescaled to mean eigenvalue 1 (x = lambda * n / sum(lambda)), as weightwatcher's
-`mp_fit` does (reference §5.1): for an i.i.d. matrix this makes sigma^2 = 1, so `sigma` is scale-free and
-comparable across layers. The edge is reported back in the caller's units.
+All fitting happens on the ESD rescaled to mean eigenvalue 1 (x = lambda * n / sum(lambda)), as
+weightwatcher's `mp_fit` does (reference §5.1): for an i.i.d. matrix this makes sigma^2 = 1, so `sigma`
+is scale-free and comparable across layers. The edge is reported back in the caller's units.
 
 Two ways to fit sigma (`MPMethod`):
 * MEDIAN (default): sigma^2 = median(x) / median of MP(Q, sigma^2 = 1). The median ignores a few spikes and
@@ -71,7 +71,11 @@ class MPFit:
 
 
 def fit_mp(
-    evals: npt.ArrayLike, *, Q: float, M: int, method: MPMethod = MPMethod.MEDIAN,
+    evals: npt.ArrayLike,
+    *,
+    Q: float,
+    M: int,
+    method: MPMethod = MPMethod.MEDIAN,
     spike_rule: SpikeRule = SpikeRule.TRACY_WIDOM,
 ) -> MPFit | None:
     """Fit the MP law to an ESD and count the spikes above its edge.
@@ -122,7 +126,9 @@ def _median_sigma(x: FloatArray, Q: float) -> float:
 @functools.lru_cache(maxsize=256)
 def mp_median(Q: float) -> float:
     """Median of the MP law with sigma^2 = 1 and aspect ratio Q >= 1."""
-    return float(scipy.optimize.brentq(lambda t: mp_cdf(t, Q) - 0.5, mp_edges(Q)[0], mp_edges(Q)[1], xtol=1e-14))
+    return float(
+        scipy.optimize.brentq(lambda t: mp_cdf(t, Q) - 0.5, mp_edges(Q)[0], mp_edges(Q)[1], xtol=1e-14)
+    )
 
 
 def mp_edges(Q: float, sigma2: float = 1.0) -> tuple[float, float]:
@@ -132,7 +138,7 @@ def mp_edges(Q: float, sigma2: float = 1.0) -> tuple[float, float]:
 
 
 def mp_pdf(lam: npt.ArrayLike, Q: float, sigma2: float = 1.0) -> FloatArray:
-    """MP density Q / (2 pi sigma^2 lambda) sqrt((lambda_+ - lambda)(lambda - lambda_-)), 0 outside the edges."""
+    """MP density Q / (2 pi sigma^2 lambda) sqrt((lambda_+ - lambda)(lambda - lambda_-)); 0 outside."""
     x = np.asarray(lam, dtype=np.float64)
     a, b = mp_edges(Q, sigma2)
     inside = (x > a) & (x < b)
@@ -145,8 +151,8 @@ def mp_pdf(lam: npt.ArrayLike, Q: float, sigma2: float = 1.0) -> FloatArray:
 def mp_cdf(lam: float, Q: float) -> float:
     """MP(Q, sigma^2 = 1) CDF, by quadrature in phi with lambda = a + (b - a)(1 - cos phi)/2.
 
-    The substitution turns sqrt((b - lambda)(lambda - a)) d lambda into ((b - a)/2)^2 sin^2(phi) d phi, a smooth
-    integrand even for Q = 1 (where a = 0 and the density diverges like lambda^-1/2).
+    The substitution turns sqrt((b - lambda)(lambda - a)) d lambda into ((b - a)/2)^2 sin^2(phi) d phi, a
+    smooth integrand even for Q = 1 (where a = 0 and the density diverges like lambda^-1/2).
     """
     a, b = mp_edges(Q)
     if lam <= a:
@@ -182,7 +188,7 @@ def linear_kde(samples: FloatArray, grid: FloatArray, bandwidth: float) -> Float
     sum_left = prefix[mid] - prefix[lo]
     sum_right = prefix[hi] - prefix[mid]
     # sum over x_i in (g - h, g]: 1 - (g - x_i)/h ; over (g, g + h): 1 - (x_i - g)/h
-    total = (n_left + n_right) - (grid * n_left - sum_left + sum_right - grid * n_right) / bandwidth
+    total: FloatArray = (n_left + n_right) - (grid * n_left - sum_left + sum_right - grid * n_right) / bandwidth
     return np.maximum(total, 0.0) / (xs.size * bandwidth)
 
 
@@ -215,6 +221,9 @@ def _kde_sigma(x: FloatArray, Q: float) -> float:
     # weightwatcher's calc_sigma: the sigma that puts lambda_+ on the largest eigenvalue.
     sigma0 = math.sqrt(float(x.max())) / (1.0 + 1.0 / math.sqrt(Q))
     result = scipy.optimize.brute(
-        residual, (slice(0.05 * sigma0, 2.0 * sigma0, 0.01 * sigma0),), full_output=True, finish=scipy.optimize.fmin
+        residual,
+        (slice(0.05 * sigma0, 2.0 * sigma0, 0.01 * sigma0),),
+        full_output=True,
+        finish=scipy.optimize.fmin,
     )
     return float(np.asarray(result[0]).reshape(-1)[0])

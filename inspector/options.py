@@ -76,7 +76,7 @@ class AnalysisOptions:
         mp_method: how the MP sigma is fitted.
         xmin_max: with fix_fingers xmin_peak, the largest xmin considered (None: 1.5 x the ESD's log peak).
         max_fingers: with fix_fingers clip_xmax, the most top eigenvalues that may be clipped.
-        finger_thresh: with clip_xmax, a clipped fit is accepted when its alpha is this much below the raw one.
+        finger_thresh: with clip_xmax, accept a clipped fit whose alpha is this much below the raw one.
     """
 
     min_evals: int = 10

@@ -7,8 +7,8 @@ computed exactly but without its Python loop per candidate:
   MLE alpha_i = 1 + n_i / sum_{j>=i} ln(x_j / x_i) [CSN eq. 3.5, no bias correction], read off reverse
   cumulative sums of ln x in O(n);
 * its KS distance D_i = max_{j>=i} |1 - (x_j/x_i)^(1-alpha_i) - (j-i)/n_i| (the one-sided empirical CDF steps
-  weightwatcher and `powerlaw` use) is evaluated for blocks of candidates at once, as a (block x n) array whose
-  size is capped, so the work is O(n^2) and the memory O(n);
+  weightwatcher and `powerlaw` use) is evaluated for blocks of candidates at once, as a (block x n) array
+  whose size is capped, so the work is O(n^2) and the memory O(n);
 * the chosen candidate is the first argmin of D, as `np.argmin` picks it in weightwatcher.
 
 Before the exact pass, a lower bound of every D_i is taken on a strided subset of the j's (a max over fewer
@@ -146,9 +146,10 @@ def fit_power_law(
 def _bounded_mle_beta(mean_log: FloatArray, upper: FloatArray) -> FloatArray:
     """beta = alpha - 1 maximising the likelihood of a power law bounded on [x_i, xmax], per candidate.
 
-    With t = ln(x / x_i) and L = ln(xmax / x_i), t follows an exponential law of rate beta truncated to [0, L];
-    its mean g(beta) = 1/beta - L / (e^(beta L) - 1) falls monotonically from L/2 (beta -> 0) to 0, and the MLE
-    is the root of g(beta) = mean(t). A root with beta <= 0 (alpha <= 1) is reported as NaN (no fit).
+    With t = ln(x / x_i) and L = ln(xmax / x_i), t follows an exponential law of rate beta truncated to
+    [0, L]; its mean g(beta) = 1/beta - L / (e^(beta L) - 1) falls monotonically from L/2 (beta -> 0) to 0,
+    and the MLE is the root of g(beta) = mean(t). A root with beta <= 0 (alpha <= 1) is reported as NaN
+    (no fit).
     """
     beta = np.full(mean_log.shape, np.nan)
     ok = (mean_log > 0.0) & (mean_log < upper / 2.0)
@@ -174,7 +175,10 @@ def _truncated_exp_mean(beta: FloatArray, L: FloatArray) -> FloatArray:
 
 
 def _ks_terms(
-    logx: FloatArray, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], beta: FloatArray,
+    logx: FloatArray,
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.intp],
+    beta: FloatArray,
     upper: FloatArray | None,
 ) -> FloatArray:
     """|F_fit(x_j) - (j - i)/n_i| for candidates `rows` (i) and points `cols` (j); 0 where j < i."""
@@ -185,7 +189,9 @@ def _ks_terms(
     b = beta[rows][:, None]
     with np.errstate(over="ignore", invalid="ignore"):
         # (x_j/x_i)^(1 - alpha) = exp(-beta ln(x_j/x_i))
-        fitted = -np.expm1(-b * t) if upper is None else np.expm1(-b * t) / np.expm1(-b * upper[rows][:, None])
+        fitted = (
+            -np.expm1(-b * t) if upper is None else np.expm1(-b * t) / np.expm1(-b * upper[rows][:, None])
+        )
     terms = np.abs(fitted - steps / n_tail)
     terms[steps < 0] = 0.0
     return terms
@@ -215,7 +221,10 @@ def _ks_distances(
 
 
 def _block_max(
-    logx: FloatArray, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], beta: FloatArray,
+    logx: FloatArray,
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.intp],
+    beta: FloatArray,
     upper: FloatArray | None,
 ) -> FloatArray:
     """max_j of the KS terms over `cols` for each candidate in `rows`, in blocks of bounded size."""
@@ -237,7 +246,7 @@ def count_at_least(evals: npt.NDArray[Any], threshold: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class TruncatedPowerLawFit:
-    """p(x) ~ x^-alpha exp(-Lambda x) on [xmin, xmax] (xmax = inf when unbounded), fitted by maximum likelihood.
+    """p(x) ~ x^-alpha exp(-Lambda x) on [xmin, xmax] (xmax = inf: unbounded), fitted by maximum likelihood.
 
     Attributes:
         alpha, Lambda: the exponent and the exponential cutoff rate (Lambda >= 0; 0 is a plain power law).
@@ -251,8 +260,10 @@ class TruncatedPowerLawFit:
     p_value: float
 
 
-def fit_truncated_power_law(tail: npt.ArrayLike, xmin: float, xmax: float | None = None) -> TruncatedPowerLawFit:
-    """Maximum-likelihood truncated power law on the values >= xmin (and <= xmax), compared with the power law.
+def fit_truncated_power_law(
+    tail: npt.ArrayLike, xmin: float, xmax: float | None = None
+) -> TruncatedPowerLawFit:
+    """Maximum-likelihood truncated power law on the values in [xmin, xmax], compared with the power law.
 
     The xmin comes from the power-law scan (`fit_power_law`), as CSN §5 requires for a likelihood-ratio test:
     both models are fitted to the same tail. (weightwatcher's `fit='TPL'` searches xmin with the TPL itself
@@ -270,8 +281,10 @@ def fit_truncated_power_law(tail: npt.ArrayLike, xmin: float, xmax: float | None
     s_max = math.inf if xmax is None else math.log(xmax / xmin)
 
     def negative_log_likelihood(params: FloatArray) -> tuple[float, FloatArray]:
-        # With u = x / xmin and c = Lambda * xmin: ln L = -alpha sum ln u - c sum u - n ln I(alpha, c) + const,
-        # I = integral_1^umax u^-alpha e^(-c u) du = e^-c J, J = integral_0^smax exp((1-alpha) s - c (e^s - 1)) ds.
+        # With u = x / xmin and c = Lambda * xmin:
+        #   ln L = -alpha sum ln u - c sum u - n ln I(alpha, c) + const,
+        #   I = integral_1^umax u^-alpha e^(-c u) du = e^-c J,
+        #   J = integral_0^smax exp((1-alpha) s - c (e^s - 1)) ds.
         alpha, c = float(params[0]), float(params[1])
         J, mean_s, mean_u = _tpl_moments(alpha, c, s_max)
         value = alpha * log_u_sum + c * u_sum + n * (math.log(J) - c)
@@ -279,15 +292,23 @@ def fit_truncated_power_law(tail: npt.ArrayLike, xmin: float, xmax: float | None
         gradient = np.array([log_u_sum - n * mean_s, u_sum - n * mean_u])
         return value, gradient
 
-    pl_beta = n / log_u_sum if xmax is None else float(_bounded_mle_beta(np.array([log_u_sum / n]), np.array([s_max]))[0])
+    pl_beta = (
+        n / log_u_sum
+        if xmax is None
+        else float(_bounded_mle_beta(np.array([log_u_sum / n]), np.array([s_max]))[0])
+    )
     pl_alpha = 1.0 + pl_beta
     pl_nll, _ = negative_log_likelihood(np.array([pl_alpha, 0.0]))
     best = (pl_nll, pl_alpha, 0.0)
     # Start from the power law and from a cutoff at the tail's mean (powerlaw's initial Lambda = 1/mean(x)).
     for start in ((pl_alpha, 0.0), (max(1.0 + 1e-6, pl_alpha - 0.5), xmin / float(x.mean()))):
         result = scipy.optimize.minimize(
-            negative_log_likelihood, np.array(start), jac=True, method="L-BFGS-B",
-            bounds=[(1.0 + 1e-9, 50.0), (0.0, None)], options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 500},
+            negative_log_likelihood,
+            np.array(start),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(1.0 + 1e-9, 50.0), (0.0, None)],
+            options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 500},
         )
         if result.fun < best[0]:
             best = (float(result.fun), float(result.x[0]), float(result.x[1]))

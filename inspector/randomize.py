@@ -1,4 +1,4 @@
-"""Randomised ESDs: element-shuffled copies of a layer's matrices, the distance to them, and correlation traps.
+"""Randomised ESDs: element-shuffled copies of a layer's matrices, the distance to them, correlation traps.
 
 Shuffling the entries of W keeps their distribution (and the Frobenius norm) and destroys every correlation,
 so the shuffled ESD is what the layer would look like if it had learnt nothing (HTSR_THEORY §3.5, "Also worth
@@ -27,7 +27,9 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
-def shuffled(matrices: Sequence[npt.NDArray[np.floating[Any]]], seed: int) -> list[npt.NDArray[np.floating[Any]]]:
+def shuffled(
+    matrices: Sequence[npt.NDArray[np.floating[Any]]], seed: int
+) -> list[npt.NDArray[np.floating[Any]]]:
     """Element-shuffled copies of each matrix (a permutation without replacement), from one seeded stream."""
     rng = np.random.default_rng(seed)
     out = []
@@ -39,10 +41,10 @@ def shuffled(matrices: Sequence[npt.NDArray[np.floating[Any]]], seed: int) -> li
 
 
 def jensen_shannon_distance(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
-    """weightwatcher's `jensen_shannon_distance`: sqrt((KL(p||m) + KL(q||m)) / 2), m = (p + q) / 2, natural log.
+    """weightwatcher's `jensen_shannon_distance`: sqrt((KL(p||m) + KL(q||m)) / 2), m = (p + q) / 2.
 
-    As in `scipy.stats.entropy`, each argument of KL is normalised to sum 1 and 0 * log(0 / m) = 0. p and q must
-    have the same length (they are paired entry by entry).
+    Natural logarithms. As in `scipy.stats.entropy`, each argument of KL is normalised to sum 1 and
+    0 * log(0 / m) = 0. p and q must have the same length (they are paired entry by entry).
     """
     a = np.asarray(p, dtype=np.float64)
     b = np.asarray(q, dtype=np.float64)

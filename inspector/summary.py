@@ -41,7 +41,9 @@ def summarize(records: Sequence[LayerRecord]) -> Summary:
     Every mean is over analysed layers (status analyzed, with metrics) whose value is defined; in per-slice
     conv mode each slice is one layer here, as it is one record in the report.
     """
-    analyzed = [record for record in records if record.status == Status.ANALYZED and record.metrics is not None]
+    analyzed = [
+        record for record in records if record.status == Status.ANALYZED and record.metrics is not None
+    ]
     metrics = [record.metrics for record in analyzed if record.metrics is not None]
     with_alpha = [m for m in metrics if m.alpha is not None]
     phases = Counter(record.phase.value for record in analyzed if record.phase is not None)
