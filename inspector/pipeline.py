@@ -22,6 +22,7 @@ from inspector.errors import LayerFailedError
 from inspector.layers import LayerPlan, layer_matrices, plan_layer
 from inspector.metrics import measure_layer
 from inspector.options import AnalysisOptions
+from inspector.phases import classify_metrics
 from inspector.records import FileError, LayerRecord, ModelReport, Status
 from inspector.summary import alpha_label, summarize
 
@@ -73,6 +74,7 @@ def _measured(record: LayerRecord, matrices: Sequence[np.ndarray], scale: float,
         record,
         status=Status.ANALYZED,
         metrics=metrics,
+        phase=classify_metrics(metrics, M),
         alpha_label=alpha_label(metrics.alpha),
         slice_index=slice_index,
         num_slices=num_slices,
