@@ -100,6 +100,11 @@ class LayerMetrics:
     mp_spike_cutoff: float | None = None
     num_spikes: int | None = None
     mp_softrank: float | None = None
+    # Phase evidence (inspector.phases): KS distance of the bulk to MP, outliers beyond lambda_+ + 2 s_TW,
+    # and outliers at least 25% above lambda_+.
+    mp_bulk_ks: float | None = None
+    num_outliers: int | None = None
+    num_separated_spikes: int | None = None
     # SETOL ERG condition (detX; inspector/detx.py) and Delta lambda_min = xmin - detX_lambda_min.
     detX_num: int | None = None  # noqa: N815 - weightwatcher's column name
     detX_lambda_min: float | None = None  # noqa: N815
