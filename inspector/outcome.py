@@ -62,4 +62,5 @@ def render_text(
         return flat.to_github(reports, gate)
     with console.capture() as capture:
         console.print(build_tables(reports, gate, gate_active=gate_active, show_skipped=show_skipped))
-    return capture.get()
+    # Rich pads lines to the console width; trailing blanks only get in the way of pipes and diffs.
+    return "\n".join(line.rstrip() for line in capture.get().splitlines()) + "\n"
