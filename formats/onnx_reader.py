@@ -1,0 +1,362 @@
+"""Reads ONNX models: every weight found from the graph, described as its consumer sees it, read lazily.
+
+The protobuf is parsed without external data (`load_external_data=False` semantics: we parse the
+`ModelProto` ourselves and never call onnx's external-data loader). `formats._onnx_graph` walks the main
+graph and every If/Loop/Scan subgraph and decides which constants are weights and how their layers use
+them; this module checks each weight's bytes (`formats._onnx_tensor.locate`) when the reader opens, and
+on `read()` produces the float matrix the consumer sees, applying Transpose, Cast and DequantizeLinear
+chains and splitting LSTM/GRU/RNN weights per direction.
+
+Honest about memory: weights embedded in the protobuf (`raw_data`) are in memory as soon as the file is
+parsed, so for embedded models the reader holds the whole file; only external data is lazy, memory-mapped
+one tensor's byte range at a time and released when the caller drops the array. Protobuf itself cannot
+parse files over 2 GiB, which is why models that large keep their weights in external files.
+
+Decisions that shape what `tensors()` yields:
+- Order: constants in the order of their first use in the graph (depth first into subgraphs), then
+  unused float initializers in file order.
+- Names: an initializer keeps its name (`fc1.weight`); a name the exporter generated (`onnx::MatMul_12`,
+  `val_7`, `Constant_3`) is replaced by the consumer's: the torch parameter named in the dynamo
+  exporter's node metadata when it is unambiguous, else `<consumer node name><suffix>` (`.weight`,
+  `.bias`, `.W`, `.R`...). `stored_name` keeps the initializer's name.
+- LSTM/GRU/RNN: W (num_directions, gates*hidden, input) and R (num_directions, gates*hidden, hidden)
+  are yielded one tensor per direction, 2-D (gates*hidden, input|hidden), kind RECURRENT, layout
+  OUT_IN, named `<base>` for one direction and `<base>.forward` / `<base>.reverse` for two. The gate
+  blocks are kept stacked: a fused gate stack is one matrix, as the product contract says.
+- A constant used by several consumers is yielded once, with the other consumers' names as aliases.
+- Biases, normalisation parameters, depthwise kernels and operator-quantised weights are yielded with a
+  `skip_reason`; shape and index constants, quantisation scales and zero points, and Constant-node
+  arithmetic are not yielded at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from formats._onnx_graph import (
+    Cast,
+    Constant,
+    Dequantize,
+    GraphWalker,
+    Planned,
+    SelectDirection,
+    Transpose,
+    dequantize_problem,
+)
+from formats._onnx_tensor import (
+    BFLOAT16,
+    DOUBLE,
+    FLOAT,
+    FLOAT16,
+    FLOAT_CODES,
+    Located,
+    Storage,
+    element_type,
+    load_values,
+    locate,
+)
+from formats.errors import (
+    CorruptFileError,
+    FormatError,
+    MissingDependencyError,
+    TensorError,
+    UnsupportedFormatError,
+)
+from formats.registry import FormatSpec, register
+from formats.types import DType, FormatHint, Reader, TensorInfo, TensorRef
+
+if TYPE_CHECKING:
+    import onnx
+
+logger = logging.getLogger(__name__)
+
+#: protobuf refuses messages over 2 GiB; larger models must use external data.
+MAX_PROTOBUF_BYTES = (1 << 31) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A planned tensor with its description and the checked locations of every constant it reads."""
+
+    info: TensorInfo
+    planned: Planned
+    located: dict[int, Located]  # id(Constant) -> where its values are
+
+
+class ONNXReader(Reader):
+    """An ONNX model whose weights were found from its graph; `read()` produces what the consumer sees.
+
+    Attributes:
+        warnings: what the user should hear about that did not stop the reading.
+        bytes_materialized: bytes of tensor data decoded so far (embedded or external); tests use it.
+    """
+
+    format_name = "onnx"
+
+    def __init__(self, path: Path, model: onnx.ModelProto) -> None:
+        super().__init__(path)
+        self._model = model
+        walker = GraphWalker(model)
+        walker.walk()
+        self.warnings: tuple[str, ...] = tuple(walker.notes)
+        self._entries = [self._describe(planned) for planned in walker.plan()]
+        self._subgraphs = walker.subgraph_count
+        self._closed = False
+        self.bytes_materialized = 0
+
+    # -- Reader API ---------------------------------------------------------------------------------
+
+    def tensors(self) -> Iterator[TensorRef]:
+        """Yield every weight once, in graph order, without decoding tensor bytes."""
+        self._check_open()
+        for entry in self._entries:
+            yield TensorRef(info=entry.info, _fetch=partial(self._fetch, entry))
+
+    def metadata(self) -> Mapping[str, str]:
+        """Producer, IR version, opsets, graph name and the model's metadata_props (untrusted text)."""
+        model = self._model
+        meta = {
+            "onnx.producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "onnx.ir_version": str(model.ir_version),
+            "onnx.opsets": ", ".join(
+                f"{entry.domain or 'ai.onnx'} {entry.version}" for entry in model.opset_import
+            ),
+            "onnx.graph": model.graph.name,
+            "onnx.subgraphs": str(self._subgraphs),
+        }
+        if model.model_version:
+            meta["onnx.model_version"] = str(model.model_version)
+        if model.domain:
+            meta["onnx.domain"] = model.domain
+        if any(tensor.data_location == 1 for tensor in model.graph.initializer):
+            meta["onnx.external_data"] = "yes"
+        for prop in model.metadata_props:
+            meta[f"onnx.meta.{prop.key}"] = prop.value
+        return meta
+
+    def close(self) -> None:
+        """Release the parsed model; memory maps live only as long as the arrays a `read()` returned."""
+        self._closed = True
+        self._entries = []
+
+    # -- opening ------------------------------------------------------------------------------------
+
+    def _describe(self, planned: Planned) -> _Entry:
+        constant = planned.constant
+        located: dict[int, Located] = {}
+        what = constant.name or "(unnamed)"
+        skip = planned.skip_reason
+        if constant.sparse_shape is None:
+            located[id(constant)] = locate(constant.tensor, model_path=self.path, what=what)
+        for transform in planned.transforms:
+            if isinstance(transform, Dequantize):
+                for param in (transform.scale, transform.zero_point):
+                    if param is not None:
+                        located[id(param)] = locate(param.tensor, model_path=self.path, what=param.name)
+        use = planned.use
+        slot = use.slot if use is not None else None
+        hint = FormatHint(
+            kind=slot.kind if slot is not None else None,
+            layout=slot.layout if slot is not None else FormatHint().layout,
+            role=slot.role_hint if slot is not None else None,
+            op=_op_label(use.node) if use is not None else None,
+            layer_name=use.node_label if use is not None else None,
+            groups=slot.groups if slot is not None else 1,
+        )
+        quantized = any(isinstance(t, Dequantize) for t in planned.transforms) or (
+            constant.code not in FLOAT_CODES and any(isinstance(t, Cast) for t in planned.transforms)
+        )
+        dtype = DType.QUANTIZED if quantized else element_type(constant.code).dtype
+        if skip is None and not quantized and not dtype.is_float:
+            skip = f"{element_type(constant.code).onnx_name} values are not floating point"
+        directions = next((t.count for t in planned.transforms if isinstance(t, SelectDirection)), 1)
+        source = located.get(id(constant))
+        nbytes = (source.nbytes if source is not None else 0) // directions
+        if source is not None and source.storage is Storage.EXTERNAL and source.file is not None:
+            origin = f"{source.file.name} @ {source.offset:#x}"
+        else:
+            origin = f"{self.path.name}: {constant.where}"
+        encoding = planned.encoding
+        if encoding is None and constant.code not in (FLOAT, DOUBLE):
+            encoding = element_type(constant.code).onnx_name
+        info = TensorInfo(
+            name=planned.name,
+            shape=planned.shape,
+            dtype=dtype,
+            nbytes=nbytes,
+            origin=origin,
+            encoding=encoding,
+            hint=hint,
+            aliases=planned.aliases,
+            stored_name=constant.name if constant.name != planned.name else None,
+            skip_reason=skip,
+        )
+        return _Entry(info, planned, located)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FormatError("reader closed", path=self.path)
+
+    def _values(self, constant: Constant, entry: _Entry) -> npt.NDArray[np.generic]:
+        located = entry.located[id(constant)]
+        values = load_values(constant.tensor, located)
+        self.bytes_materialized += located.nbytes
+        return values
+
+    def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
+        self._check_open()
+        info = entry.info
+        if info.skip_reason is not None:
+            raise TensorError(f"tensor {info.name!r}: {info.skip_reason}")
+        planned = entry.planned
+        values = self._values(planned.constant, entry)
+        for transform in planned.transforms:
+            if isinstance(transform, Dequantize):
+                scale = self._values(transform.scale, entry)
+                zero = self._values(transform.zero_point, entry) if transform.zero_point is not None else None
+                values = dequantize(values, scale, zero, transform)
+            elif isinstance(transform, Cast):
+                values = cast(values, transform.to)
+            elif isinstance(transform, Transpose):
+                values = np.transpose(values, transform.perm)
+            elif isinstance(transform, SelectDirection):
+                values = values[transform.index]
+        if values.dtype == np.float16:
+            return values.astype(np.float32)
+        if values.dtype in (np.float32, np.float64):
+            return values  # type: ignore[return-value]
+        raise TensorError(f"tensor {info.name!r}: {values.dtype} values are not floating point")
+
+
+def _op_label(node: onnx.NodeProto) -> str:
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+
+
+_CAST_TARGETS: dict[int, str] = {FLOAT: "float32", FLOAT16: "float16", DOUBLE: "float64"}
+
+
+def cast(values: npt.NDArray[np.generic], to: int) -> npt.NDArray[np.floating]:
+    """What a Cast node to the float type `to` makes of `values` (bfloat16 rounded as ml_dtypes does)."""
+    if to == BFLOAT16:
+        import ml_dtypes
+
+        return values.astype(ml_dtypes.bfloat16).astype(np.float32)
+    target = _CAST_TARGETS.get(to)
+    if target is None:
+        raise TensorError(f"Cast to {element_type(to).onnx_name} is not supported")
+    return values.astype(target)
+
+
+def dequantize(
+    values: npt.NDArray[np.generic],
+    scale: npt.NDArray[np.generic],
+    zero_point: npt.NDArray[np.generic] | None,
+    transform: Dequantize,
+) -> npt.NDArray[np.floating]:
+    """DequantizeLinear (opset 10-23): y = (x - zero_point) * scale, per tensor, per axis or per block.
+
+    The subtraction is done in integers and the product in float32, as onnxruntime's kernel does, so
+    the result matches it bit for bit; a float16 or bfloat16 scale gives that type, widened on return.
+    """
+    problem = dequantize_problem(tuple(values.shape), transform)
+    if problem is not None:
+        raise TensorError(problem)
+    wide = np.int64 if values.dtype.itemsize >= 4 else np.int32
+    shifted = values.astype(wide)
+    rank = values.ndim
+    axis = transform.axis + rank if transform.axis < 0 else transform.axis
+
+    def spread(parameter: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        if parameter.size == 1 and transform.block_size == 0:
+            return parameter.reshape(())
+        if transform.block_size == 0:
+            shape = [1] * rank
+            shape[axis] = values.shape[axis]
+            return parameter.reshape(shape)
+        repeated = np.repeat(parameter, transform.block_size, axis=axis)
+        return np.take(repeated, np.arange(values.shape[axis]), axis=axis)
+
+    if zero_point is not None:
+        shifted = shifted - spread(zero_point).astype(wide)
+    scale_dtype = scale.dtype
+    product = shifted.astype(np.float32) * spread(scale).astype(np.float32)
+    if scale_dtype == np.float16:
+        return product.astype(np.float16).astype(np.float32)
+    if scale_dtype == np.float64:
+        return shifted.astype(np.float64) * spread(scale).astype(np.float64)
+    return product
+
+
+# ----------------------------------------------------------------------------------------------------
+# Opening and registration.
+
+
+def open_onnx(path: Path) -> ONNXReader:
+    """Parse an ONNX model (without its external data) and plan its weights.
+
+    Raises:
+        MissingDependencyError: the `onnx` package is not installed.
+        CorruptFileError: not a parseable ModelProto, no graph, or tensor bytes inconsistent with shapes.
+        UnsafeFileError: external data outside the model's folder.
+        UnsupportedFormatError: a protobuf over 2 GiB.
+    """
+    try:
+        import onnx
+        from google.protobuf.message import DecodeError
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "reading ONNX needs the onnx package", path=path, hint="pip install onnx"
+        ) from exc
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    if size > MAX_PROTOBUF_BYTES:
+        raise UnsupportedFormatError(
+            f"the protobuf is {size} bytes; protobuf cannot parse messages over 2 GiB (models this large "
+            "keep their weights in external data files)",
+            path=path,
+        )
+    data = path.read_bytes()
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise CorruptFileError(
+            f"not a valid ONNX protobuf (truncated or corrupt): {exc}", path=path
+        ) from None
+    del data
+    if not model.HasField("graph"):
+        raise CorruptFileError("not an ONNX model: the protobuf has no graph", path=path)
+    return ONNXReader(path, model)
+
+
+# ModelProto field tags that may follow ir_version (field 1, varint): producer_name (2), producer_version
+# (3), domain (4), model_version (5), doc_string (6), graph (7), opset_import (8), metadata_props (14),
+# training_info (20, two-byte tag), functions (25, two-byte tag).
+_SECOND_FIELD_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA})
+
+
+def sniff_onnx(head: bytes, path: Path) -> bool:
+    """An ONNX file has no magic; torch, onnx and onnxscript all write ir_version first, then a known field.
+
+    The pattern (0x08, a small version, a ModelProto field tag) does not occur at the start of the other
+    formats we read (GGUF, HDF5 and zip magics; safetensors' header length has a zero third byte).
+    """
+    if len(head) < 3 or head[0] != 0x08 or head[8:9] == b"{":
+        return False
+    return 1 <= head[1] <= 32 and head[2] in _SECOND_FIELD_TAGS
+
+
+register(FormatSpec(name="onnx", suffixes=frozenset({".onnx"}), sniff=sniff_onnx, opener=open_onnx))
