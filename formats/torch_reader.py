@@ -476,6 +476,8 @@ def _walk(root: object, path: Path) -> list[_Found]:
         elif isinstance(value, Placeholder):
             attributes = _attributes(value)
             cls = placeholder_name(value)
+            # A pickled optimizer object (not its state dict) keeps the same two attributes.
+            optimizer = optimizer or ("state" in attributes and "param_groups" in attributes)
             if _is_module(attributes):
                 # torch.nn.Module.__dict__: parameters, buffers, then child modules (state_dict() order).
                 module_groups = _groups(attributes)
@@ -586,75 +588,85 @@ def _view_key(handle: TensorHandle) -> tuple[object, ...]:
     return (storage.key, storage.base, handle.element.name, handle.offset, handle.shape, handle.stride)
 
 
+def _entry(item: _Found, archive: _Archive, path: Path) -> _Entry:
+    """The info for one tensor, after checking its view against the storage record that holds it."""
+    handle = item.handle
+    storage = handle.storage
+    record = archive.records.get(storage.key)
+    if record is None:
+        where = (
+            f"{archive.prefix}/data/{storage.key}" if archive.prefix else f"legacy storage {storage.key!r}"
+        )
+        raise CorruptFileError(
+            f"tensor {item.name!r} uses storage {where}, which the file does not hold", path=path
+        )
+    storage_bytes = (storage.base + storage.numel) * storage.element.itemsize
+    if storage_bytes > record.nbytes:
+        raise CorruptFileError(
+            f"storage {record.label} declares {storage.numel} {storage.element.name} elements "
+            f"({storage_bytes} bytes) but holds {record.nbytes} bytes",
+            path=path,
+        )
+    itemsize = handle.element.itemsize
+    start = storage.base * storage.element.itemsize + handle.offset * itemsize
+    end = start + handle.reach * itemsize
+    if handle.numel and end > storage_bytes:
+        raise CorruptFileError(
+            f"tensor {item.name!r} (offset {handle.offset}, size {list(handle.shape)}, stride "
+            f"{list(handle.stride)}) reaches byte {end} of storage {record.label}, which holds "
+            f"{storage_bytes} bytes",
+            path=path,
+        )
+    origin = (
+        f"{record.label} @ {record.offset + start:#x}"
+        if record.offset is not None
+        else f"{record.label} (compressed) + {start}"
+    )
+    dtype = handle.element.dtype
+    encoding = handle.element.name if (dtype in (DType.OTHER, DType.COMPLEX) or handle.quantized) else None
+    info = TensorInfo(
+        name=item.name,
+        shape=handle.shape,
+        dtype=dtype,
+        nbytes=handle.numel * itemsize,
+        origin=origin,
+        encoding=encoding,
+        hint=_hint(item),
+        skip_reason=_skip_reason(item),
+    )
+    return _Entry(info, handle, record)
+
+
 def _build_entries(archive: _Archive, path: Path) -> list[_Entry]:
+    """One entry per distinct view, in first-reference order; the other names of a view become aliases.
+
+    A view reached both through optimizer state and elsewhere (a pickled optimizer object holds the very
+    parameters of the model) is named by its first non-optimizer path, so the weight is analysed.
+    """
     found = _name_tensors(archive.root, path)
-    entries: list[_Entry] = []
+    primaries: list[_Found] = []
     by_view: dict[tuple[object, ...], int] = {}
-    aliases: dict[int, list[str]] = {}
+    aliases: list[list[str]] = []
     seen_names: set[str] = set()
     for item in found:
         if item.name in seen_names:
             raise CorruptFileError(f"two different tensors are both named {item.name!r}", path=path)
         seen_names.add(item.name)
         key = _view_key(item.handle)
-        if key in by_view:
-            aliases[by_view[key]].append(item.name)
-            continue
-        handle = item.handle
-        storage = handle.storage
-        record = archive.records.get(storage.key)
-        if record is None:
-            where = (
-                f"{archive.prefix}/data/{storage.key}"
-                if archive.prefix
-                else f"legacy storage {storage.key!r}"
-            )
-            raise CorruptFileError(
-                f"tensor {item.name!r} uses storage {where}, which the file does not hold", path=path
-            )
-        storage_bytes = (storage.base + storage.numel) * storage.element.itemsize
-        if storage_bytes > record.nbytes:
-            raise CorruptFileError(
-                f"storage {record.label} declares {storage.numel} {storage.element.name} elements "
-                f"({storage_bytes} bytes) but holds {record.nbytes} bytes",
-                path=path,
-            )
-        itemsize = handle.element.itemsize
-        start = storage.base * storage.element.itemsize + handle.offset * itemsize
-        end = start + handle.reach * itemsize
-        limit = (storage.base + storage.numel) * storage.element.itemsize
-        if handle.numel and end > limit:
-            raise CorruptFileError(
-                f"tensor {item.name!r} (offset {handle.offset}, size {list(handle.shape)}, stride "
-                f"{list(handle.stride)}) reaches byte {end} of storage {record.label}, which holds "
-                f"{limit} bytes",
-                path=path,
-            )
-        origin = (
-            f"{record.label} @ {record.offset + start:#x}"
-            if record.offset is not None
-            else f"{record.label} (compressed) + {start}"
-        )
-        dtype = handle.element.dtype
-        encoding = (
-            handle.element.name if (dtype in (DType.OTHER, DType.COMPLEX) or handle.quantized) else None
-        )
-        info = TensorInfo(
-            name=item.name,
-            shape=handle.shape,
-            dtype=dtype,
-            nbytes=handle.numel * itemsize,
-            origin=origin,
-            encoding=encoding,
-            hint=_hint(item),
-            skip_reason=_skip_reason(item),
-        )
-        by_view[key] = len(entries)
-        aliases[len(entries)] = []
-        entries.append(_Entry(info, handle, record))
+        position = by_view.get(key)
+        if position is None:
+            by_view[key] = len(primaries)
+            primaries.append(item)
+            aliases.append([])
+        elif primaries[position].optimizer and not item.optimizer:
+            aliases[position].insert(0, primaries[position].name)
+            primaries[position] = item
+        else:
+            aliases[position].append(item.name)
+    entries = [_entry(item, archive, path) for item in primaries]
     return [
-        _Entry(_with_aliases(entry.info, tuple(aliases[position])), entry.handle, entry.record)
-        for position, entry in enumerate(entries)
+        _Entry(_with_aliases(entry.info, tuple(names)), entry.handle, entry.record)
+        for entry, names in zip(entries, aliases, strict=True)
     ]
 
 

@@ -7,11 +7,13 @@ alias, must equal torch's tensor bit for bit (after the same widening to float32
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import mmap
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +244,77 @@ def test_read_after_close_raises_format_error() -> None:
     reader.close()
     with pytest.raises(FormatError, match="closed"):
         ref.read()
+
+
+@dataclasses.dataclass
+class HyperParameters:
+    """A dataclass in a checkpoint's hyperparameters: pickled by reference, a placeholder for us."""
+
+    lr: float = 0.1
+    grid: object = None
+
+
+SAVE_VARIANTS: dict[str, Callable[[Path], object]] = {
+    "protocol_4": lambda path: torch.save(_linear().state_dict(), path, pickle_protocol=4),
+    "protocol_5": lambda path: torch.save(_linear().state_dict(), path, pickle_protocol=5),
+    "half_module": lambda path: torch.save(torch.nn.Sequential(_linear()).half(), path),
+    "parameter_and_buffer_types": lambda path: torch.save(
+        {"p": torch.nn.Parameter(torch.randn(12, 12)), "b": torch.nn.Buffer(torch.randn(12, 12))}, path
+    ),
+    "weight_norm_state": lambda path: torch.save(
+        torch.nn.utils.parametrizations.weight_norm(_linear()).state_dict(), path
+    ),
+    "numpy_namespace_dataclass_hparams": lambda path: torch.save(
+        {
+            "w": torch.randn(12, 12),
+            "hparams": argparse.Namespace(lr=1e-3, grid=np.arange(5)),
+            "config": HyperParameters(grid=np.ones(3)),
+        },
+        path,
+    ),
+    "nested_lists": lambda path: torch.save([_linear().state_dict(), {"x": (torch.randn(12, 12),)}], path),
+    "legacy_view": lambda path: torch.save(
+        {"a": torch.randn(20, 20)[2:14, 3:15]}, path, _use_new_zipfile_serialization=False
+    ),
+}
+
+
+def _linear() -> torch.nn.Linear:
+    return torch.nn.Linear(16, 12)
+
+
+@pytest.mark.parametrize("variant", SAVE_VARIANTS)
+def test_other_torch_save_variants_equal_torch_load(tmp_path: Path, variant: str) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / f"{variant}.pt"
+    SAVE_VARIANTS[variant](path)
+    expected = dict(_flatten(torch.load(path, weights_only=False)))
+    with open_model(path) as reader:
+        refs = list(reader.tensors())
+        assert sorted(ref.info.name for ref in refs) == sorted(expected)
+        for ref in refs:
+            theirs = expected[ref.info.name].detach().float().numpy()
+            assert np.array_equal(_bits(ref.read()), _bits(theirs)), ref.info.name
+
+
+def test_pickled_optimizer_object_never_names_a_weight(tmp_path: Path) -> None:
+    """An optimizer object holds the model's parameters; the weight keeps its model name and is analysed."""
+    model = _linear()
+    path = tmp_path / "optimizer_first.pt"
+    torch.save({"optimizer": torch.optim.SGD(model.parameters(), lr=0.1), "model": model}, path)
+    with open_model(path) as reader:
+        infos = {ref.info.name: ref.info for ref in reader.tensors()}
+    assert infos["weight"].aliases == ("optimizer.param_groups.0.params.0",)
+    assert infos["weight"].skip_reason is None
+
+
+def test_quantized_and_complex_tensors_are_listed_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "odd.pt"
+    quantized = torch.quantize_per_tensor(torch.randn(12, 12), 0.1, 0, torch.qint8)
+    complex_values = torch.randn(12, 12, dtype=torch.complex64)
+    torch.save({"q": quantized, "c": complex_values, "sparse": torch.randn(12, 12).to_sparse()}, path)
+    with open_model(path) as reader:
+        infos = {ref.info.name: ref.info for ref in reader.tensors()}
+    assert set(infos) == {"q", "c"}  # a sparse tensor has no dense storage view to list
+    assert infos["q"].encoding == "qint8" and "quantized" in (infos["q"].skip_reason or "")
+    assert infos["c"].dtype is DType.COMPLEX and infos["c"].encoding == "complex64"
