@@ -151,6 +151,22 @@ class _Cursor:
     def u64(self, what: str) -> int:
         return int(self.unpack("<Q", what))
 
+    def skip_strings(self, count: int, what: str) -> None:
+        """Step over `count` strings, reading only their lengths (a tight loop: vocabularies are long)."""
+        buffer, position, size = self.buffer.data, self.position, self.size
+        unpack = struct.Struct("<Q").unpack_from
+        for _ in range(count):
+            if position + 8 > size:
+                break
+            (length,) = unpack(buffer, position)
+            position += 8 + length
+            if position > size:
+                break
+        else:
+            self.position = position
+            return
+        raise CorruptFileError(f"{what} runs past the end of the file", path=self.path)
+
     def string(self, what: str, limit: int = MAX_STRING_BYTES) -> str:
         length = self.u64(f"the length of {what}")
         if length > min(limit, self.remaining()):
@@ -200,14 +216,14 @@ def _value(cursor: _Cursor, value_type: int, what: str, depth: int = 0) -> objec
         )
     if element_type == _STRING:
         # Tokenizer vocabularies hold 100k+ strings: walk the lengths without decoding the long ones.
-        kept: list[object] = []
-        for position in range(count):
-            if position < METADATA_ARRAY_PREVIEW:
-                kept.append(cursor.string(f"element {position} of {what}"))
-            else:
-                length = cursor.u64(f"the length of element {position} of {what}")
-                cursor.take(length, f"element {position} of {what}")
-        return kept if count <= METADATA_ARRAY_PREVIEW else ArraySummary("string", count)
+        kept = [
+            cursor.string(f"element {position} of {what}")
+            for position in range(min(count, METADATA_ARRAY_PREVIEW))
+        ]
+        if count <= METADATA_ARRAY_PREVIEW:
+            return kept
+        cursor.skip_strings(count - METADATA_ARRAY_PREVIEW, what)
+        return ArraySummary("string", count)
     items = [_value(cursor, _ARRAY, f"element {position} of {what}", depth + 1) for position in range(count)]
     return items if count <= METADATA_ARRAY_PREVIEW else ArraySummary("array", count)
 
@@ -441,10 +457,13 @@ class GGUFReader(Reader):
         row_bytes = columns // ggml.block_size * ggml.type_size
         out = np.empty((rows, columns), dtype=np.float32)
         group = max(1, ROW_GROUP_ELEMENTS // max(columns, 1))
-        for first in range(0, rows, group):
-            last = min(rows, first + group)
-            blocks = raw[first * row_bytes : last * row_bytes].view(ggml.layout)
-            out[first:last] = ggml.dequantize(blocks).reshape(last - first, columns)
+        # NaN or infinite scales in a hostile block give NaN values, which the analysis reports per layer;
+        # numpy's warnings about them would only add stray lines to stderr.
+        with np.errstate(invalid="ignore", over="ignore"):
+            for first in range(0, rows, group):
+                last = min(rows, first + group)
+                blocks = raw[first * row_bytes : last * row_bytes].view(ggml.layout)
+                out[first:last] = ggml.dequantize(blocks).reshape(last - first, columns)
         return out.reshape(tensor.shape)
 
 

@@ -128,6 +128,13 @@ def test_string_array_longer_than_the_file_is_corrupt(tmp_path: Path) -> None:
     _assert_refused(_gguf(tmp_path / "t.gguf", kvs=[lie]), CorruptFileError, "elements")
 
 
+def test_long_string_array_with_a_lying_element_is_corrupt(tmp_path: Path) -> None:
+    # 20 strings (past the preview of 16, so the fast skipping loop reads them), the 18th overruns.
+    elements = [_string(f"tok{index}") for index in range(17)] + [struct.pack("<Q", 1 << 20) + b"x"]
+    lie = _string("tokenizer.ggml.tokens") + struct.pack("<IIQ", ARRAY, STRING, 20) + b"".join(elements)
+    _assert_refused(_gguf(tmp_path / "ts.gguf", kvs=[lie]), CorruptFileError, "past the end")
+
+
 def test_arrays_nested_too_deep_are_corrupt(tmp_path: Path) -> None:
     nested = _string("deep") + struct.pack("<I", ARRAY) + struct.pack("<IQ", ARRAY, 1) * 6
     _assert_refused(_gguf(tmp_path / "d.gguf", kvs=[nested]), CorruptFileError, "deeper")

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import shutil
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,20 @@ def test_read_after_close_raises_format_error() -> None:
     reader.close()
     with pytest.raises(FormatError, match="closed"):
         ref.read()
+
+
+def test_infinite_scales_give_nan_values_without_warnings(tmp_path: Path) -> None:
+    """Hostile blocks may carry infinite scales: 0 * inf is NaN, which the analysis reports, quietly."""
+    path = tmp_path / "nan.gguf"
+    blocks = np.zeros((16, 256 // 32 * 34), dtype=np.uint8)
+    blocks.reshape(-1, 34)[:, :2] = np.full((16 * 8, 1), np.inf, dtype=np.float16).view(np.uint8)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("blk.0.attn_q.weight", blocks, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with open_model(path) as reader, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = next(iter(reader.tensors())).read()
+    assert values.shape == (16, 256) and bool(np.isnan(values).all())
