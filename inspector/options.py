@@ -49,7 +49,7 @@ class SpikeRule(str, Enum):
 class MPMethod(str, Enum):
     """How the Marchenko-Pastur sigma of the bulk is fitted (inspector/mp.py)."""
 
-    MEDIAN = "median"  # sigma^2 = median(ESD) / median(MP(Q, 1)): robust to spikes and tails (default)
+    QUANTILE = "quantile"  # sigma^2 matching the ESD's 5%..75% quantiles to MP(Q, 1)'s: robust (default)
     KDE = "kde"  # weightwatcher 0.7.7's brute-force fit of a linear-kernel KDE (its mp_fit=True)
 
 
@@ -94,7 +94,7 @@ class AnalysisOptions:
     spike_rule: SpikeRule = SpikeRule.TRACY_WIDOM
     randomize: bool = False
     seed: int = 0
-    mp_method: MPMethod = MPMethod.MEDIAN
+    mp_method: MPMethod = MPMethod.QUANTILE
     xmin_max: float | None = None
     max_fingers: int = 10
     finger_thresh: float = 1.0
