@@ -162,7 +162,7 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
     ndim = len(shape)
 
     decided = _kind_from_hint(info) if info.hint.kind is not None else None
-    if isinstance(decided, str):
+    if isinstance(decided, str) and not isinstance(decided, LayerKind):  # LayerKind is a str enum too
         return _skip(LayerKind.OTHER, info.hint.role, decided)
     if ndim < 2:
         return _skip(LayerKind.OTHER, info.hint.role, f"{ndim}-D tensor (a bias, scale or scalar), not a matrix")
