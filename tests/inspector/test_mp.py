@@ -1,4 +1,4 @@
-"""The MP fit against random-matrix theory: the law itself, Gaussian matrices, the Tracy-Widom scale, spikes."""
+"""The MP fit against random-matrix theory: the law, Gaussian matrices, the Tracy-Widom scale, spikes."""
 
 from __future__ import annotations
 
