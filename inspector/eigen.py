@@ -23,7 +23,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import scipy.linalg
 
 from inspector.errors import UsageError
 from inspector.options import Device
@@ -112,7 +111,11 @@ class CpuBackend:
 
 def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     """Squared singular values by LAPACK gesdd in float64: weightwatcher's CPU route, ascending."""
-    sv: FloatArray = scipy.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False, check_finite=False)
+    import scipy.linalg  # lazily: the Gram route needs only numpy (start-up time)
+
+    sv: FloatArray = scipy.linalg.svd(
+        np.asarray(matrix, dtype=np.float64), compute_uv=False, check_finite=False
+    )
     return np.sort(sv * sv)
 
 

@@ -34,8 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import scipy.integrate
-import scipy.optimize
 
 from inspector.options import MPMethod, SpikeRule
 
@@ -133,15 +131,26 @@ def _quantile_sigma(x: FloatArray, Q: float) -> float:
 @functools.lru_cache(maxsize=256)
 def mp_quantiles(Q: float) -> FloatArray:
     """The FIT_QUANTILES of MP(Q, sigma^2 = 1)."""
-    a, b = mp_edges(Q)
-    values = [scipy.optimize.brentq(lambda t, p=p: mp_cdf(t, Q) - p, a, b, xtol=1e-13) for p in FIT_QUANTILES]
-    return np.array(values)
+    return _mp_quantile(FIT_QUANTILES, Q)
 
 
 def mp_median(Q: float) -> float:
     """Median of the MP law with sigma^2 = 1 and aspect ratio Q >= 1."""
+    return float(_mp_quantile(np.array([0.5]), Q)[0])
+
+
+def _mp_quantile(p: FloatArray, Q: float) -> FloatArray:
+    """Quantiles of MP(Q, 1): bisection on theta, where the closed-form CDF is monotone (see `mp_cdf`)."""
+    lo = np.zeros_like(p)
+    hi = np.full_like(p, math.pi)
+    for _ in range(60):  # pi / 2^60 ~ 3e-18: theta to full precision
+        mid = 0.5 * (lo + hi)
+        below = _mp_cdf_theta(mid, Q) < p
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
     a, b = mp_edges(Q)
-    return float(scipy.optimize.brentq(lambda t: mp_cdf(t, Q) - 0.5, a, b, xtol=1e-13))
+    theta = 0.5 * (lo + hi)
+    return (a + b) / 2.0 - (b - a) / 2.0 * np.cos(theta)
 
 
 def mp_edges(Q: float, sigma2: float = 1.0) -> tuple[float, float]:
@@ -161,29 +170,27 @@ def mp_pdf(lam: npt.ArrayLike, Q: float, sigma2: float = 1.0) -> FloatArray:
     return out
 
 
-def mp_cdf(lam: float, Q: float) -> float:
-    """MP(Q, sigma^2 = 1) CDF, by quadrature in phi with lambda = a + (b - a)(1 - cos phi)/2.
+def mp_cdf(lam: npt.ArrayLike, Q: float) -> FloatArray:
+    """MP(Q, sigma^2 = 1) CDF in closed form.
 
-    The substitution turns sqrt((b - lambda)(lambda - a)) d lambda into ((b - a)/2)^2 sin^2(phi) d phi, a
-    smooth integrand even for Q = 1 (where a = 0 and the density diverges like lambda^-1/2).
+    With y = 1/Q, lambda_+- = (1 +- sqrt(y))^2 and lambda = (1 + y) - 2 sqrt(y) cos(theta), theta in [0, pi],
+    integrating the density gives
+        F = [2 sqrt(y) sin(theta) + (1 + y) theta - 2 (1 - y) atan2(sqrt(lambda_+) sin(theta/2),
+                                                                   sqrt(lambda_-) cos(theta/2))] / (2 pi y),
+    which is 0 at theta = 0, 1 at theta = pi, and (theta + sin(theta)) / pi for Q = 1 (the quarter circle).
     """
+    x = np.asarray(lam, dtype=np.float64)
     a, b = mp_edges(Q)
-    if lam <= a:
-        return 0.0
-    if lam >= b:
-        return 1.0
-    half = (b - a) / 2.0
-    phi_end = math.acos(1.0 - (lam - a) / half)
+    c = np.clip((a + b - 2.0 * x) / (b - a), -1.0, 1.0)  # cos(theta)
+    return _mp_cdf_theta(np.arccos(c), Q)
 
-    def integrand(phi: float) -> float:
-        # 1 - cos(phi) written as 2 sin^2(phi/2): no cancellation near phi = 0, where lambda -> a (= 0 at Q = 1).
-        value = a + 2.0 * half * math.sin(phi / 2.0) ** 2
-        if value <= 0.0:  # Q = 1 at phi = 0 exactly: sin^2(phi) / lambda(phi) -> 2 / half
-            return Q * half / math.pi
-        return Q / (2.0 * math.pi * value) * half * half * math.sin(phi) ** 2
 
-    result, _ = scipy.integrate.quad(integrand, 0.0, phi_end, epsabs=1e-13, epsrel=1e-11, limit=500)
-    return float(result)
+def _mp_cdf_theta(theta: FloatArray, Q: float) -> FloatArray:
+    y = 1.0 / Q
+    a, b = mp_edges(Q)
+    angle = np.arctan2(math.sqrt(b) * np.sin(theta / 2.0), math.sqrt(a) * np.cos(theta / 2.0))
+    value = 2.0 * math.sqrt(y) * np.sin(theta) + (1.0 + y) * theta - 2.0 * (1.0 - y) * angle
+    return np.asarray(np.clip(value / (2.0 * math.pi * y), 0.0, 1.0), dtype=np.float64)
 
 
 def linear_kde(samples: FloatArray, grid: FloatArray, bandwidth: float) -> FloatArray:
@@ -233,6 +240,8 @@ def _kde_sigma(x: FloatArray, Q: float) -> float:
         with np.errstate(invalid="ignore", divide="ignore"):
             model = np.nan_to_num(Q / (2.0 * math.pi * sigma * sigma * xde) * np.sqrt((b - xde) * (xde - a)))
         return float(np.sum((model - yde) ** 2))
+
+    import scipy.optimize  # lazily: the default path needs no scipy (start-up time)
 
     # weightwatcher's calc_sigma: the sigma that puts lambda_+ on the largest eigenvalue.
     sigma0 = math.sqrt(float(x.max())) / (1.0 + 1.0 / math.sqrt(Q))

@@ -37,8 +37,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.integrate
-import scipy.optimize
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -270,6 +268,8 @@ def fit_truncated_power_law(
     through the `powerlaw` package, a path that fails with powerlaw >= 2.0, reference §3.4.) Parameters are
     alpha >= 1 and Lambda >= 0, as in `powerlaw`'s Truncated_Power_Law.
     """
+    import scipy.optimize  # lazily: only --fit tpl needs it (start-up time)
+
     x = np.sort(np.asarray(tail, dtype=np.float64))
     x = x[x >= xmin]
     if xmax is not None:
@@ -330,6 +330,8 @@ def _tpl_moments(alpha: float, c: float, s_max: float) -> tuple[float, float, fl
 
     def weight(s: float) -> float:
         return math.exp(log_weight(s))
+
+    import scipy.integrate
 
     options = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
     J = scipy.integrate.quad(weight, 0.0, s_max, **options)[0]
