@@ -17,6 +17,8 @@ torch is never imported on the CPU path: `wwinspect` must start fast (PRODUCT.md
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -35,6 +37,13 @@ _EPS64 = float(np.finfo(np.float64).eps)
 # Linear Algebra" §5.2, for the syrk rounding plus the backward-stable eigensolver); c = 64 is a generous
 # bound for c. Below that level an eigenvalue is noise, and a rank decision there needs the SVD.
 _GRAM_NOISE_FACTOR = 64.0
+# Small problems run on one BLAS thread. The eigensolver's tridiagonal reduction is memory-bound: measured on
+# 2 cores (benchmarks/bench_eigen.py), one thread is as fast or faster up to M = 1024 (M = 384: 7 ms against
+# 8 ms; 768: 39 against 55), and so is the Gram product below ~1e9 flops (384 x 384: 2 ms against 12), while
+# thread hand-offs make both far slower whenever other processes compete for the cores. Larger problems keep
+# every thread (M = 2048: 0.5 s against 0.85 s on an idle machine).
+_SINGLE_THREAD_MAX_M = 1024
+_SINGLE_THREAD_MAX_FLOPS = 1e9
 
 
 class EigenBackend(Protocol):
@@ -65,6 +74,24 @@ def rank_tolerance(lambda_max: float, N: int, dtype: np.dtype[Any]) -> float:
     return lambda_max * (N * eps) ** 2
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries, or None without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def _blas_threads(N: int, M: int) -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread for small problems (see _SINGLE_THREAD_MAX_M); others, as they are."""
+    controller = _blas_controller()
+    if controller is None or M > _SINGLE_THREAD_MAX_M or N * M * M > _SINGLE_THREAD_MAX_FLOPS:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+
+
 def _gram_is_reliable(evals: FloatArray, N: int, M: int, dtype: np.dtype[Any]) -> bool:
     """True when every Gram eigenvalue lies clear of both the Gram noise floor and the rank tolerance."""
     lambda_max = float(evals[-1])
@@ -90,7 +117,8 @@ class CpuBackend:
         if self.route == "gram":
             W = np.asarray(matrix, dtype=np.float64)
             # W.T @ W on one buffer: numpy dispatches this to BLAS syrk (half the flops of gemm).
-            evals = np.asarray(np.linalg.eigvalsh(W.T @ W), dtype=np.float64)
+            with _blas_threads(N, M):
+                evals = np.asarray(np.linalg.eigvalsh(W.T @ W), dtype=np.float64)
             if _gram_is_reliable(evals, N, M, matrix.dtype):
                 return np.maximum(evals, 0.0)
         return _svd_eigenvalues(matrix)
@@ -100,7 +128,8 @@ class CpuBackend:
         if self.route == "svd":
             return np.stack([_svd_eigenvalues(W) for W in matrices])
         stack = np.asarray(matrices, dtype=np.float64)
-        evals = np.linalg.eigvalsh(np.matmul(stack.transpose(0, 2, 1), stack))
+        with _blas_threads(N, M):
+            evals = np.linalg.eigvalsh(np.matmul(stack.transpose(0, 2, 1), stack))
         for i in range(k):
             if _gram_is_reliable(evals[i], N, M, matrices.dtype):
                 evals[i] = np.maximum(evals[i], 0.0)
