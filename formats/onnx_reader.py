@@ -339,7 +339,51 @@ def open_onnx(path: Path) -> ONNXReader:
     del data
     if not model.HasField("graph"):
         raise CorruptFileError("not an ONNX model: the protobuf has no graph", path=path)
+    bad_text = _first_bad_text(model)
+    if bad_text is not None:
+        raise CorruptFileError(f"{bad_text} is not valid UTF-8 text (ONNX strings must be)", path=path)
     return ONNXReader(path, model)
+
+
+def _first_bad_text(model: onnx.ModelProto) -> str | None:
+    """Where a string field holds invalid UTF-8, which ONNX's proto2 schema lets protobuf return as bytes.
+
+    Names are compared, hashed and printed everywhere downstream, so such a file is refused once here.
+    """
+    for prop in model.metadata_props:
+        if isinstance(prop.key, bytes) or isinstance(prop.value, bytes):
+            return "a metadata property"
+    if isinstance(model.producer_name, bytes) or isinstance(model.producer_version, bytes):
+        return "the producer name"
+    stack = [model.graph]
+    while stack:
+        graph = stack.pop()
+        if isinstance(graph.name, bytes):
+            return "a graph name"
+        for tensor in [*graph.initializer, *(sparse.values for sparse in graph.sparse_initializer)]:
+            if isinstance(tensor.name, bytes) or any(
+                isinstance(entry.key, bytes) or isinstance(entry.value, bytes)
+                for entry in tensor.external_data
+            ):
+                return "an initializer name or external data entry"
+        for value in [*graph.input, *graph.output]:
+            if isinstance(value.name, bytes):
+                return "a graph input or output name"
+        for position, node in enumerate(graph.node):
+            texts = [node.name, node.op_type, node.domain, *node.input, *node.output]
+            texts += [prop.key for prop in node.metadata_props] + [prop.value for prop in node.metadata_props]
+            if any(isinstance(text, bytes) for text in texts):
+                return f"a name in node #{position}"
+            for attribute in node.attribute:
+                if isinstance(attribute.name, bytes):
+                    return "an attribute name"
+                if attribute.type == 4 and isinstance(attribute.t.name, bytes):  # AttributeProto.TENSOR
+                    return "a Constant tensor name"
+                if attribute.type == 5:  # GRAPH
+                    stack.append(attribute.g)
+                elif attribute.type == 10:  # GRAPHS
+                    stack.extend(attribute.graphs)
+    return None
 
 
 # ModelProto field tags that may follow ir_version (field 1, varint): producer_name (2), producer_version

