@@ -24,6 +24,8 @@ Decisions that shape what `tensors()` yields:
   OUT_IN, named `<base>` for one direction and `<base>.forward` / `<base>.reverse` for two. The gate
   blocks are kept stacked: a fused gate stack is one matrix, as the product contract says.
 - A constant used by several consumers is yielded once, with the other consumers' names as aliases.
+- Not walked: model-local function bodies (a weight passed into a function call is yielded with the
+  call as its consumer, kind unknown) and training_info graphs.
 - Biases, normalisation parameters, depthwise kernels and operator-quantised weights are yielded with a
   `skip_reason`; shape and index constants, quantisation scales and zero points, and Constant-node
   arithmetic are not yielded at all.
@@ -104,12 +106,11 @@ class ONNXReader(Reader):
 
     def __init__(self, path: Path, model: onnx.ModelProto) -> None:
         super().__init__(path)
-        self._model = model
         walker = GraphWalker(model)
         walker.walk()
         self.warnings: tuple[str, ...] = tuple(walker.notes)
         self._entries = [self._describe(planned) for planned in walker.plan()]
-        self._subgraphs = walker.subgraph_count
+        self._metadata = _describe_model(model, walker.subgraph_count)
         self._closed = False
         self.bytes_materialized = 0
 
@@ -123,28 +124,11 @@ class ONNXReader(Reader):
 
     def metadata(self) -> Mapping[str, str]:
         """Producer, IR version, opsets, graph name and the model's metadata_props (untrusted text)."""
-        model = self._model
-        meta = {
-            "onnx.producer": f"{model.producer_name} {model.producer_version}".strip(),
-            "onnx.ir_version": str(model.ir_version),
-            "onnx.opsets": ", ".join(
-                f"{entry.domain or 'ai.onnx'} {entry.version}" for entry in model.opset_import
-            ),
-            "onnx.graph": model.graph.name,
-            "onnx.subgraphs": str(self._subgraphs),
-        }
-        if model.model_version:
-            meta["onnx.model_version"] = str(model.model_version)
-        if model.domain:
-            meta["onnx.domain"] = model.domain
-        if any(tensor.data_location == 1 for tensor in model.graph.initializer):
-            meta["onnx.external_data"] = "yes"
-        for prop in model.metadata_props:
-            meta[f"onnx.meta.{prop.key}"] = prop.value
-        return meta
+        return dict(self._metadata)
 
     def close(self) -> None:
-        """Release the parsed model; memory maps live only as long as the arrays a `read()` returned."""
+        """Release the parsed model (the plan holds the only references to it); memory maps live only as
+        long as the arrays a `read()` returned."""
         self._closed = True
         self._entries = []
 
@@ -237,6 +221,30 @@ class ONNXReader(Reader):
         if values.dtype in (np.float32, np.float64):
             return values  # type: ignore[return-value]
         raise TensorError(f"tensor {info.name!r}: {values.dtype} values are not floating point")
+
+
+def _describe_model(model: onnx.ModelProto, subgraphs: int) -> dict[str, str]:
+    meta = {
+        "onnx.producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "onnx.ir_version": str(model.ir_version),
+        "onnx.opsets": ", ".join(
+            f"{entry.domain or 'ai.onnx'} {entry.version}" for entry in model.opset_import
+        ),
+        "onnx.graph": model.graph.name,
+        "onnx.subgraphs": str(subgraphs),
+    }
+    if model.model_version:
+        meta["onnx.model_version"] = str(model.model_version)
+    if model.domain:
+        meta["onnx.domain"] = model.domain
+    if any(tensor.data_location == 1 for tensor in model.graph.initializer):
+        meta["onnx.external_data"] = "yes"
+    if model.functions:
+        # Model-local functions are not expanded: their bodies take weights as inputs from the graph.
+        meta["onnx.functions"] = str(len(model.functions))
+    for prop in model.metadata_props:
+        meta[f"onnx.meta.{prop.key}"] = prop.value
+    return meta
 
 
 def _op_label(node: onnx.NodeProto) -> str:
