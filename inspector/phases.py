@@ -4,7 +4,7 @@ A layer's phase is read from its ESD in the order of HTSR_THEORY.md §3.5, never
 random matrices give heavy-tailed-looking alphas of 4-6):
 
 1. **rank-collapse** when a large share of the eigenvalues sits at zero (`near_zero_fraction`).
-2. Fit the Marchenko-Pastur bulk (median rule, `inspector.mp`) and measure how well it describes the
+2. Fit the Marchenko-Pastur bulk (quantile rule, `inspector.mp`) and measure how well it describes the
    eigenvalues below the Tracy-Widom cutoff: the KS distance `mp_bulk_ks` between their empirical CDF and
    the MP CDF restricted to the same range. The bulk is "MP-like" when that distance is below what random
    matrices of the same size produce (`mp_bulk_threshold`).
@@ -48,7 +48,7 @@ MAX_SPIKE_FRACTION = 0.07
 HEAVY_TAILED_MAX_ALPHA = 6.0
 HEAVY_TAILED_MAX_D = 0.10
 HEAVY_TAILED_MIN_TAIL = 10
-#: MP-like bulk: KS distance at most max(BULK_FLOOR, BULK_NULL_FACTOR x the largest distance seen in 10-20
+#: MP-like bulk: KS distance at most max(BULK_FLOOR, BULK_NULL_FACTOR x the largest distance seen in 10
 #: Gaussian matrices of that size), that largest distance enveloped by BULK_NULL_SCALE / M^BULK_NULL_POWER
 #: (benchmarks/calibrate_phases.py prints the simulation behind these numbers).
 BULK_FLOOR = 0.02
