@@ -164,6 +164,8 @@ class Reader(ABC):
 
     #: The format name reported in the JSON report ("safetensors", "pytorch", "torchscript", ...).
     format_name: ClassVar[str] = ""
+    #: Things the user should hear about that did not stop the reading (gaps, links not followed...).
+    warnings: tuple[str, ...] = ()
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -134,6 +134,7 @@ def analyze_file(
             layers=tuple(layers),
             summary=summarize(layers),
             metadata=metadata,
+            warnings=tuple(reader.warnings),
         )
 
 

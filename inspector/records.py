@@ -201,3 +201,4 @@ class ModelReport:
     summary: Summary | None = None
     error: FileError | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()

@@ -97,6 +97,7 @@ def report_dict(report: ModelReport) -> dict[str, Any]:
     document["layers"] = [layer_dict(layer) for layer in report.layers]
     if report.summary is not None:
         document["summary"] = summary_dict(report.summary)
+    document["warnings"] = list(report.warnings)
     if report.metadata:
         document["metadata"] = {key: value[:500] for key, value in report.metadata.items()}
     return document

@@ -99,6 +99,8 @@ def model_table(report: ModelReport, *, show_skipped: bool) -> RenderableType:
         if summary.log_norm is not None:
             line.append(f", log-norm {summary.log_norm:.2f}")
         parts.append(line)
+    for warning in report.warnings:
+        parts.append(Text(f"warning: {safe_text(warning, 300)}", style="yellow"))
     if hidden:
         count = sum(hidden.values())
         parts.append(Text(f"{count} skipped tensors not shown (biases, norms, small layers); "

@@ -244,3 +244,15 @@ def test_version_and_help() -> None:
     help_text = run_cli("--help").stdout
     for flag in ("--format", "--fail-alpha-above", "--exit-zero", "--device", "--min-evals", "itself passes"):
         assert flag in help_text
+
+
+def test_reader_warnings_reach_the_report(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((32, 16)).astype(np.float32).tobytes()
+    header = json.dumps({"w": {"dtype": "F32", "shape": [32, 16], "data_offsets": [0, len(values)]}}).encode()
+    gappy = tmp_path / "gap.safetensors"
+    gappy.write_bytes(struct.pack("<Q", len(header)) + header + values + b"\0" * 64)  # 64 unused bytes at the end
+    document, result = _json(gappy)
+    assert result.exit_code == 0
+    assert document["reports"][0]["warnings"], "the trailing unused bytes should be reported"
+    assert "warning:" in run_cli(gappy).stdout
