@@ -92,12 +92,17 @@ def _blas_threads(N: int, M: int) -> contextlib.AbstractContextManager[Any]:
     return controller.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
 
 
-def _gram_is_reliable(evals: FloatArray, N: int, M: int, dtype: np.dtype[Any]) -> bool:
-    """True when every Gram eigenvalue lies clear of both the Gram noise floor and the rank tolerance."""
+def _gram_is_reliable(
+    evals: FloatArray, N: int, M: int, dtype: np.dtype[Any], working_eps: float = _EPS64
+) -> bool:
+    """True when every Gram eigenvalue lies clear of both the Gram noise floor and the rank tolerance.
+
+    `working_eps` is the precision the Gram matrix and its eigenvalues were computed in.
+    """
     lambda_max = float(evals[-1])
     if lambda_max <= 0.0:
         return False  # an all-zero matrix: let the SVD say so exactly
-    noise = _GRAM_NOISE_FACTOR * M * _EPS64 * lambda_max
+    noise = _GRAM_NOISE_FACTOR * M * working_eps * lambda_max
     floor = max(noise, rank_tolerance(lambda_max, N, dtype)) + noise
     return float(evals[0]) > floor
 
@@ -151,9 +156,11 @@ def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
 class TorchBackend:
     """Gram + `torch.linalg.eigvalsh` on a torch device ("cpu" or "cuda").
 
-    float64 by default. `dtype="float32"` halves memory traffic on a GPU; its eigenvalues then agree with a
-    float64 SVD to about M * eps32 * lambda_max (benchmarks/bench_eigen.py measures it). TF32 matmuls are
-    switched off either way: TF32 keeps 10 mantissa bits and would make the Gram matrix far less exact.
+    `make_backend` uses float32 on CUDA (full speed on every GPU, where float64 runs at 1/2 to 1/64 of the
+    rate); its eigenvalues agree with a float64 SVD to about M * eps32 * lambda_max (benchmarks/bench_eigen.py
+    measures it), so alpha, fitted on the tail, is unaffected, and a matrix whose smallest eigenvalues fall
+    into that noise is redone in float64. TF32 matmuls are switched off: TF32 keeps 10 mantissa bits and would
+    make the Gram matrix far less exact.
     """
 
     def __init__(self, device: str = "cpu", dtype: Literal["float64", "float32"] = "float64") -> None:
@@ -170,18 +177,32 @@ class TorchBackend:
     def name(self) -> str:
         return self._name
 
-    def _gram_eigenvalues(self, stack: npt.NDArray[np.floating[Any]]) -> FloatArray:
+    def _gram_eigenvalues(self, stack: npt.NDArray[np.floating[Any]], dtype: Any) -> FloatArray:
         torch = self._torch
-        W = torch.from_numpy(np.ascontiguousarray(stack)).to(device=self._device, dtype=self._dtype)
+        W = torch.from_numpy(np.ascontiguousarray(stack)).to(device=self._device, dtype=dtype)
         X = W.transpose(-2, -1) @ W
         evals = torch.linalg.eigvalsh(X).to("cpu", torch.float64).numpy()
-        return np.maximum(np.asarray(evals, dtype=np.float64), 0.0)
+        return np.asarray(evals, dtype=np.float64)
 
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
-        return self._gram_eigenvalues(matrix)
+        return np.asarray(self.eigenvalues_batch(matrix[None])[0], dtype=np.float64)
 
     def eigenvalues_batch(self, matrices: npt.NDArray[np.floating[Any]]) -> FloatArray:
-        return self._gram_eigenvalues(matrices)
+        """Like CpuBackend: a matrix whose small eigenvalues sink into the Gram noise of the working precision
+        is redone in float64 on the device, then, if still unreliable (rank-deficient), by the CPU SVD."""
+        torch = self._torch
+        _, N, M = matrices.shape
+        evals = self._gram_eigenvalues(matrices, self._dtype)
+        eps = float(torch.finfo(self._dtype).eps)
+        for i in range(evals.shape[0]):
+            if _gram_is_reliable(evals[i], N, M, matrices.dtype, eps):
+                continue
+            if self._dtype != torch.float64:
+                evals[i] = self._gram_eigenvalues(matrices[i : i + 1], torch.float64)[0]
+                if _gram_is_reliable(evals[i], N, M, matrices.dtype):
+                    continue
+            evals[i] = _svd_eigenvalues(matrices[i])
+        return np.maximum(evals, 0.0)
 
 
 def make_backend(device: Device, *, cpu_route: CpuRoute = "gram") -> EigenBackend:
@@ -202,7 +223,7 @@ def make_backend(device: Device, *, cpu_route: CpuRoute = "gram") -> EigenBacken
             hint="pip install 'wwinspect[gpu]' (or a CUDA build of torch), or use --device cpu",
         ) from None
     if torch.cuda.is_available():
-        return TorchBackend("cuda")
+        return TorchBackend("cuda", "float32")
     if device == Device.AUTO:
         return CpuBackend(route=cpu_route)
     raise UsageError(

@@ -108,6 +108,19 @@ def test_torch_backend_on_the_cpu_agrees() -> None:
         np.testing.assert_allclose(batch[i][-10:], svd_reference(stack[i])[-10:], rtol=1e-9)
 
 
+def test_torch_float32_redoes_matrices_whose_small_eigenvalues_are_noise() -> None:
+    rng = np.random.default_rng(7)
+    # Condition number 1e8: the smallest eigenvalues sit far below float32's Gram noise (M eps32 lambda_max).
+    W = (rng.standard_normal((300, 60)) * np.geomspace(1.0, 1e-4, 60)).astype(np.float32)
+    reference = svd_reference(W)
+    ours = TorchBackend("cpu", dtype="float32").eigenvalues(W)
+    np.testing.assert_allclose(ours, reference, rtol=1e-6)  # float64 accuracy, not float32's
+    low_rank = (rng.standard_normal((120, 10)) @ rng.standard_normal((10, 60))).astype(np.float32)
+    evals = TorchBackend("cpu", dtype="float32").eigenvalues(low_rank)
+    tolerance = rank_tolerance(float(evals[-1]), 120, low_rank.dtype)
+    assert int(np.count_nonzero(evals > tolerance)) == np.linalg.matrix_rank(low_rank) == 10
+
+
 def test_device_selection() -> None:
     assert make_backend(Device.CPU).name == "cpu-gram"
     assert make_backend(Device.CPU, cpu_route="svd").name == "cpu-svd"
