@@ -7,20 +7,21 @@
 Columns, per shape (k same-shape matrices pooled, as conv slices are):
 - ours: `CpuBackend()` (Gram in float64 + LAPACK syevd), the default route;
 - svd f64: scipy's float64 SVD, values only (gesdd), weightwatcher 0.7.7's CPU route;
-- eigh floor: `np.linalg.eigvalsh` alone on the already formed Gram matrix, the bare eigensolver: no eigenvalue
-  route that solves the M x M symmetric problem can beat it;
+- eigh floor: `np.linalg.eigvalsh` alone on the already formed Gram matrix, the bare eigensolver: no
+  eigenvalue route that solves the M x M symmetric problem can beat it;
 - top-half err: max relative difference of the larger half of the eigenvalues against the float64 SVD
   (PRODUCT.md asks 1e-9);
 - fit: `fit_power_law` on the eigenvalues above 1e-5; share: fit / `measure_layer` total (eigenvalues, fit,
   MP fit, norms, detX).
 
-A second table times the fit alone for n = 1k..16k eigenvalues against weightwatcher's `WWFit` (its Python loop
-over candidates) on the same values, and checks alpha agrees to 1e-9.
+A second table times the fit alone for n = 1k..16k eigenvalues against weightwatcher's `WWFit` (its Python
+loop over candidates) on the same values, and checks alpha agrees to 1e-9.
 
 On CUDA (`--device cuda`, needs torch with a GPU): `TorchBackend("cuda")` in float32 (TF32 off) and float64,
-including host-device transfers, with the float32 error against the float64 SVD in units of M * eps32 *
-lambda_max, and, for conv-like stacks, the batched `eigvalsh` against a Python loop over slices (torch's batched
-eigh on CUDA falls back to a sequential loop for matrices above 32 x 32, so batching is measured, not assumed).
+including host-device transfers, with the float32 error against the float64 SVD in units of
+M * eps32 * lambda_max, and, for conv-like stacks, the batched `eigvalsh` against a Python loop over slices
+(torch's batched eigh on CUDA falls back to a sequential loop for matrices above 32 x 32, so batching is
+measured, not assumed).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,10 +40,10 @@ import scipy.linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inspector.eigen import CpuBackend  # noqa: E402 - after the path fix, to run from a checkout
-from inspector.metrics import measure_layer  # noqa: E402
-from inspector.options import AnalysisOptions  # noqa: E402
-from inspector.powerlaw import fit_power_law  # noqa: E402
+from inspector.eigen import CpuBackend
+from inspector.metrics import measure_layer
+from inspector.options import AnalysisOptions
+from inspector.powerlaw import fit_power_law
 
 SEED = 1234
 #: (N, M, k): k matrices of N x M pooled into one ESD.
@@ -93,30 +95,39 @@ def cpu_table(shapes: list[tuple[int, int, int]], repeats: int) -> None:
     print(header)
     print("-" * len(header))
     for N, M, k in shapes:
-        stack = [trained_like(rng, N, M) for _ in range(k)]
-        runs = repeats if N * M * k < 5e7 else 1
-        if k == 1:
-            ours_time = best_of(lambda: backend.eigenvalues(stack[0]), runs)
-        else:
-            array = np.stack(stack)
-            ours_time = best_of(lambda: backend.eigenvalues_batch(array), runs)
-        svd_time = best_of(lambda: svd_eigenvalues(stack), max(1, runs // 2))
-        grams = [W.astype(np.float64).T @ W.astype(np.float64) for W in stack]
-        floor_time = best_of(lambda: [np.linalg.eigvalsh(G) for G in grams], runs)
-        ours_evals = np.sort(np.concatenate(list(backend.eigenvalues_batch(np.stack(stack)))))
-        reference = svd_eigenvalues(stack)
-        half = reference.size // 2
-        error = float(np.max(np.abs(ours_evals[half:] - reference[half:]) / reference[half:]))
-        data = ours_evals[ours_evals > 1e-5]
-        fit_time = best_of(lambda: fit_power_law(data), runs)
-        total = best_of(
-            lambda: measure_layer(stack, N=N, M=M, scale=1.0, options=options, backend=backend), runs
-        )
-        print(
-            f"{f'{N}x{M}':>16} {k:>2} {ours_time * 1e3:9.1f} {svd_time * 1e3:11.1f} {floor_time * 1e3:13.1f} "
-            f"{svd_time / ours_time:6.1f}x {ours_time / floor_time:7.2f}x {error:12.1e} {fit_time * 1e3:8.1f} "
-            f"{fit_time / total:8.1%}"
-        )
+        _cpu_row(N, M, [trained_like(rng, N, M) for _ in range(k)], backend, options, repeats)
+
+
+def _cpu_row(
+    N: int,
+    M: int,
+    stack: list[npt.NDArray[np.float32]],
+    backend: CpuBackend,
+    options: AnalysisOptions,
+    repeats: int,
+) -> None:
+    k = len(stack)
+    runs = repeats if N * M * k < 5e7 else 1
+    array = np.stack(stack)
+    if k == 1:
+        ours_time = best_of(lambda: backend.eigenvalues(stack[0]), runs)
+    else:
+        ours_time = best_of(lambda: backend.eigenvalues_batch(array), runs)
+    svd_time = best_of(lambda: svd_eigenvalues(stack), max(1, runs // 2))
+    grams = [W.astype(np.float64).T @ W.astype(np.float64) for W in stack]
+    floor_time = best_of(lambda: [np.linalg.eigvalsh(G) for G in grams], runs)
+    ours_evals = np.sort(np.concatenate(list(backend.eigenvalues_batch(array))))
+    reference = svd_eigenvalues(stack)
+    half = reference.size // 2
+    error = float(np.max(np.abs(ours_evals[half:] - reference[half:]) / reference[half:]))
+    data = ours_evals[ours_evals > 1e-5]
+    fit_time = best_of(lambda: fit_power_law(data), runs)
+    total = best_of(lambda: measure_layer(stack, N=N, M=M, scale=1.0, options=options, backend=backend), runs)
+    print(
+        f"{f'{N}x{M}':>16} {k:>2} {ours_time * 1e3:9.1f} {svd_time * 1e3:11.1f} {floor_time * 1e3:13.1f} "
+        f"{svd_time / ours_time:6.1f}x {ours_time / floor_time:7.2f}x {error:12.1e} {fit_time * 1e3:8.1f} "
+        f"{fit_time / total:8.1%}"
+    )
 
 
 def fit_table(sizes: list[int]) -> None:
@@ -127,25 +138,27 @@ def fit_table(sizes: list[int]) -> None:
     print(header)
     print("-" * len(header))
     for n in sizes:
-        W = trained_like(rng, max(n, 2 * n), n) if n <= 4000 else None
-        if W is not None:
-            evals = np.sort(np.linalg.eigvalsh(W.astype(np.float64).T @ W.astype(np.float64)))
-        else:  # a 16k x 16k eigenproblem would dominate the run: an MP bulk plus a Pareto tail of the same size
+        if n <= 4000:
+            W = trained_like(rng, 2 * n, n).astype(np.float64)
+            evals = np.sort(np.linalg.eigvalsh(W.T @ W))
+        else:  # a 16k x 16k eigenproblem would dominate the run: an MP bulk plus a Pareto tail of this size
             bulk = np.sort(np.linalg.eigvalsh(np.cov(rng.standard_normal((2000, 4000)))))
-            evals = np.sort(
-                np.concatenate([np.tile(bulk, n // 2000 - 1), (1 - rng.random(2000)) ** -0.5 * 3])
-            )
-        data = evals[evals > 1e-5]
-        ours_time = best_of(lambda: fit_power_law(data), 3)
-        start = time.perf_counter()
-        theirs = WWFit(data)
-        ww_time = time.perf_counter() - start
-        ours = fit_power_law(data)
-        assert ours is not None
-        print(
-            f"{data.size:>7} {ours_time * 1e3:9.1f} {ww_time * 1e3:10.1f} {ww_time / ours_time:7.1f}x "
-            f"{abs(ours.alpha / theirs.alpha - 1):15.1e}"
-        )
+            tail = (1 - rng.random(2000)) ** -0.5 * 3
+            evals = np.sort(np.concatenate([np.tile(bulk, n // 2000 - 1), tail]))
+        _fit_row(evals[evals > 1e-5], WWFit)
+
+
+def _fit_row(data: npt.NDArray[np.float64], reference: Callable[[npt.NDArray[np.float64]], Any]) -> None:
+    ours_time = best_of(lambda: fit_power_law(data), 3)
+    start = time.perf_counter()
+    theirs = reference(data)
+    ww_time = time.perf_counter() - start
+    ours = fit_power_law(data)
+    assert ours is not None
+    print(
+        f"{data.size:>7} {ours_time * 1e3:9.1f} {ww_time * 1e3:10.1f} {ww_time / ours_time:7.1f}x "
+        f"{abs(ours.alpha / theirs.alpha - 1):15.1e}"
+    )
 
 
 def cuda_table(shapes: list[tuple[int, int, int]], repeats: int) -> None:
@@ -159,7 +172,6 @@ def cuda_table(shapes: list[tuple[int, int, int]], repeats: int) -> None:
     print(f"device: {torch.cuda.get_device_name(0)}")
     rng = np.random.default_rng(SEED)
     f32, f64 = TorchBackend("cuda", "float32"), TorchBackend("cuda", "float64")
-    eps32 = float(np.finfo(np.float32).eps)
 
     def synced(fn: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:
@@ -171,28 +183,41 @@ def cuda_table(shapes: list[tuple[int, int, int]], repeats: int) -> None:
 
     header = (
         f"{'shape':>16} {'k':>2} {'f32 ms':>8} {'f64 ms':>8} {'cpu ours ms':>11} {'f32 err/(M eps32)':>17} "
-        f"{'f64 top rel err':>15} {'batched ms':>10} {'looped ms':>9}"
+        f"{'f64 top rel err':>15} {'looped ms':>9}"
     )
     print(header)
     print("-" * len(header))
     for N, M, k in shapes:
         stack = np.stack([trained_like(rng, N, M) for _ in range(k)])
-        one = stack[0]
-        f32.eigenvalues(one), f64.eigenvalues(one)  # warm-up: CUDA context, cuSOLVER handles
-        t32 = best_of(synced(lambda: f32.eigenvalues_batch(stack)), repeats)
-        t64 = best_of(synced(lambda: f64.eigenvalues_batch(stack)), repeats)
-        tcpu = best_of(lambda: CpuBackend().eigenvalues_batch(stack), max(1, repeats // 2))
-        reference = svd_eigenvalues(list(stack))
-        e32 = np.sort(f32.eigenvalues_batch(stack).reshape(-1))
-        e64 = np.sort(f64.eigenvalues_batch(stack).reshape(-1))
-        err32 = float(np.max(np.abs(e32 - reference))) / (M * eps32 * float(reference[-1]))
-        half = reference.size // 2
-        err64 = float(np.max(np.abs(e64[half:] - reference[half:]) / reference[half:]))
-        looped = best_of(synced(lambda: [f32.eigenvalues(W) for W in stack]), repeats) if k > 1 else t32
-        print(
-            f"{f'{N}x{M}':>16} {k:>2} {t32 * 1e3:8.1f} {t64 * 1e3:8.1f} {tcpu * 1e3:11.1f} {err32:17.2f} "
-            f"{err64:15.1e} {t32 * 1e3:10.1f} {looped * 1e3:9.1f}"
-        )
+        _cuda_row(N, M, stack, f32, f64, synced, repeats)
+
+
+def _cuda_row(
+    N: int,
+    M: int,
+    stack: npt.NDArray[np.float32],
+    f32: Any,
+    f64: Any,
+    synced: Callable[[Callable[[], object]], Callable[[], object]],
+    repeats: int,
+) -> None:
+    k = stack.shape[0]
+    eps32 = float(np.finfo(np.float32).eps)
+    f32.eigenvalues(stack[0]), f64.eigenvalues(stack[0])  # warm-up: CUDA context, cuSOLVER handles
+    t32 = best_of(synced(lambda: f32.eigenvalues_batch(stack)), repeats)
+    t64 = best_of(synced(lambda: f64.eigenvalues_batch(stack)), repeats)
+    tcpu = best_of(lambda: CpuBackend().eigenvalues_batch(stack), max(1, repeats // 2))
+    reference = svd_eigenvalues(list(stack))
+    e32 = np.sort(f32.eigenvalues_batch(stack).reshape(-1))
+    e64 = np.sort(f64.eigenvalues_batch(stack).reshape(-1))
+    err32 = float(np.max(np.abs(e32 - reference))) / (M * eps32 * float(reference[-1]))
+    half = reference.size // 2
+    err64 = float(np.max(np.abs(e64[half:] - reference[half:]) / reference[half:]))
+    looped = best_of(synced(lambda: [f32.eigenvalues(W) for W in stack]), repeats) if k > 1 else t32
+    print(
+        f"{f'{N}x{M}':>16} {k:>2} {t32 * 1e3:8.1f} {t64 * 1e3:8.1f} {tcpu * 1e3:11.1f} {err32:17.2f} "
+        f"{err64:15.1e} {looped * 1e3:9.1f}"
+    )
 
 
 def main() -> None:

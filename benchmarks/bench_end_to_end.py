@@ -47,7 +47,8 @@ import json, logging, sys
 logging.disable(logging.CRITICAL)
 import weightwatcher
 details = weightwatcher.WeightWatcher(model=sys.argv[1]).analyze()
-json.dump({str(row["longname"]): float(row["alpha"]) for _, row in details.iterrows()}, open(sys.argv[2], "w"))
+alphas = {str(row["longname"]): float(row["alpha"]) for _, row in details.iterrows()}
+json.dump(alphas, open(sys.argv[2], "w"))
 """
 
 
