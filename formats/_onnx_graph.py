@@ -646,9 +646,10 @@ class GraphWalker:
                 return
             use = next((u for u in uses if u.slot.role is SlotRole.UNKNOWN), None)
             transforms = use.transforms if use is not None else ()
-            name = names.claim(constant.name, own=True)
             if is_generated_name(constant.name) and use is not None:
                 name = names.claim(_consumer_base(use) + ".const", own=False)
+            else:
+                name = names.claim(constant.name, own=True)
             yield Planned(
                 name=name,
                 constant=constant,

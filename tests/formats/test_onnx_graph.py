@@ -347,3 +347,29 @@ def test_a_weight_with_mismatched_quantisation_parameters_is_skipped_not_fatal(t
     )
     tensors = _read_all(_save(tmp_path, graph))
     assert "scale shape [5] does not match axis 0" in (tensors["q"][0].skip_reason or "")  # type: ignore[attr-defined]
+
+
+def test_bfloat16_and_float64_raw_initializers(tmp_path: Path) -> None:
+    import ml_dtypes
+
+    values = RNG.standard_normal((12, 16)).astype(np.float32)
+    bf16 = TensorProto(name="w_bf16", data_type=TensorProto.BFLOAT16, dims=[12, 16])
+    bf16.raw_data = values.astype(ml_dtypes.bfloat16).tobytes()
+    double = numpy_helper.from_array(RNG.standard_normal((16, 10)), "w_f64")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w_bf16"], ["h"], name="a"),
+            helper.make_node("MatMul", ["h", "w_f64"], ["y"], name="b"),
+        ],
+        "main",
+        [_input("x", 2, 12, elem=TensorProto.BFLOAT16)],
+        [_input("y", 2, 10, elem=TensorProto.DOUBLE)],
+        [bf16, double],
+    )
+    tensors = _read_all(_save(tmp_path, graph))
+    info, read = tensors["w_bf16"]
+    assert info.dtype is DType.BF16 and read.dtype == np.float32  # type: ignore[attr-defined]
+    assert np.array_equal(read, values.astype(ml_dtypes.bfloat16).astype(np.float32))
+    info, read = tensors["w_f64"]
+    assert info.dtype is DType.F64 and read.dtype == np.float64  # type: ignore[attr-defined]
+    assert np.array_equal(read, numpy_helper.to_array(double))
