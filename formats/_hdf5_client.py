@@ -171,6 +171,8 @@ class WorkerClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._timed_out(what)
+            # select() waits on pipes only on POSIX; elsewhere the read blocks and the deadline is checked
+            # between chunks (a hang inside libhdf5 there is only cut by the user).
             if os.name == "posix":
                 ready, _, _ = select.select([stream], [], [], left)
                 if not ready:
