@@ -18,7 +18,13 @@ from inspector.eigen import make_backend
 from inspector.metrics import measure_layer
 from inspector.mp import fit_mp
 from inspector.options import AnalysisOptions, Device
-from inspector.phases import BULK_NULL_POWER, BULK_NULL_SCALE, classify_metrics, mp_bulk_threshold, phase_evidence
+from inspector.phases import (
+    BULK_NULL_POWER,
+    BULK_NULL_SCALE,
+    classify_metrics,
+    mp_bulk_threshold,
+    phase_evidence,
+)
 
 
 def null_table(trials: int) -> None:
@@ -67,12 +73,19 @@ def smoke_table() -> None:
         "Pareto mu=3": pareto(3.0),
         "rank-300 product": rng.standard_normal((N, 300)) @ rng.standard_normal((300, M)),
     }
-    print(f"\n{'synthetic matrix (1000 x 500)':<28} {'phase':<14} {'alpha':>6} {'D':>6} {'bulk KS':>8} {'outliers':>8}")
+    print(
+        f"\n{'synthetic matrix (1000 x 500)':<28} {'phase':<14} {'alpha':>6} {'D':>6} "
+        f"{'bulk KS':>8} {'outliers':>8}"
+    )
+    nan = float("nan")
     for name, W in cases.items():
         metrics = measure_layer([W], N=N, M=M, scale=1.0, options=options, backend=backend)
         phase = classify_metrics(metrics, M)
-        print(f"{name:<28} {phase.value if phase else '-':<14} {metrics.alpha or float('nan'):>6.2f} {metrics.D or float('nan'):>6.3f} "
-              f"{metrics.mp_bulk_ks if metrics.mp_bulk_ks is not None else float('nan'):>8.4f} {metrics.num_outliers:>8}")
+        print(
+            f"{name:<28} {phase.value if phase else '-':<14} "
+            f"{metrics.alpha or nan:>6.2f} {metrics.D or nan:>6.3f} "
+            f"{metrics.mp_bulk_ks if metrics.mp_bulk_ks is not None else nan:>8.4f} {metrics.num_outliers:>8}"
+        )
 
 
 def main() -> None:

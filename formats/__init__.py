@@ -5,11 +5,11 @@ Importing this package registers every reader; `open_model(path)` picks one by m
 
 from __future__ import annotations
 
-from formats import safetensors_reader as _safetensors_reader  # noqa: F401 - registers the format
-from formats import onnx_reader as _onnx_reader  # noqa: F401 - registers the format
-from formats import hdf5_reader as _hdf5_reader  # noqa: F401 - registers the format (before torch: .keras zips)
-from formats import torch_reader as _torch_reader  # noqa: F401 - registers the format
 from formats import gguf_reader as _gguf_reader  # noqa: F401 - registers the format
+from formats import hdf5_reader as _hdf5_reader  # noqa: F401 - registers the format (before torch: .keras zips)
+from formats import onnx_reader as _onnx_reader  # noqa: F401 - registers the format
+from formats import safetensors_reader as _safetensors_reader  # noqa: F401 - registers the format
+from formats import torch_reader as _torch_reader  # noqa: F401 - registers the format
 from formats.errors import (
     CorruptFileError,
     FormatError,

@@ -19,6 +19,7 @@ or through zipfile's reader when compressed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -360,19 +361,7 @@ class HDF5Reader(Reader):
 
 
 def _replace_info(entry: _Entry, *, aliases: tuple[str, ...]) -> _Entry:
-    info = entry.info
-    new_info = TensorInfo(
-        name=info.name,
-        shape=info.shape,
-        dtype=info.dtype,
-        nbytes=info.nbytes,
-        origin=info.origin,
-        encoding=info.encoding,
-        hint=info.hint,
-        aliases=aliases,
-        stored_name=info.stored_name,
-        skip_reason=info.skip_reason,
-    )
+    new_info = dataclasses.replace(entry.info, aliases=aliases)
     return _Entry(new_info, entry.dataset, entry.numpy_dtype, entry.stored_shape, entry.offset, entry.nbytes)
 
 

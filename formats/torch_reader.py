@@ -34,6 +34,7 @@ Non-goals: writing checkpoints, quantized tensors' dequantisation (listed, skipp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickletools
 import re
@@ -671,20 +672,7 @@ def _build_entries(archive: _Archive, path: Path) -> list[_Entry]:
 
 
 def _with_aliases(info: TensorInfo, names: tuple[str, ...]) -> TensorInfo:
-    if not names:
-        return info
-    return TensorInfo(
-        name=info.name,
-        shape=info.shape,
-        dtype=info.dtype,
-        nbytes=info.nbytes,
-        origin=info.origin,
-        encoding=info.encoding,
-        hint=info.hint,
-        aliases=names,
-        stored_name=info.stored_name,
-        skip_reason=info.skip_reason,
-    )
+    return dataclasses.replace(info, aliases=names) if names else info
 
 
 def _scalar_metadata(root: object, archive: _Archive) -> dict[str, str]:

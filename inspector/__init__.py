@@ -16,8 +16,8 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-from inspector.options import AnalysisOptions  # noqa: E402 - __version__ must exist before submodules load
-from inspector.records import LayerMetrics, LayerRecord, ModelReport  # noqa: E402
+from inspector.options import AnalysisOptions
+from inspector.records import LayerMetrics, LayerRecord, ModelReport
 
 
 def analyze(path: Path | str, options: AnalysisOptions | None = None) -> ModelReport:

@@ -115,8 +115,14 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     state: dict[str, Any] = {}
 
     def on_layer(name: str, done: int, total: int) -> None:
@@ -135,32 +141,124 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
 
 @app.command(name="wwinspect", cls=_OneLineErrors, no_args_is_help=True)
 def main_command(
-    paths: Annotated[list[Path], typer.Argument(help="Model files, or directories of a sharded checkpoint.", metavar="PATH...",
-                                                show_default=False)],
-    output_format: Annotated[OutputFormat | None, typer.Option("--format", "-f", help="Report format [default: table].")] = None,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Model files, or directories of a sharded checkpoint.", metavar="PATH...", show_default=False
+        ),
+    ],
+    output_format: Annotated[
+        OutputFormat | None, typer.Option("--format", "-f", help="Report format [default: table].")
+    ] = None,
     json_flag: Annotated[bool, typer.Option("--json", help="Short for --format json.")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")] = None,
-    layer: Annotated[list[str] | None, typer.Option("--layer", help="Analyse only layers matching GLOB (repeatable).", metavar="GLOB")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip layers matching GLOB (repeatable).", metavar="GLOB")] = None,
-    min_evals: Annotated[int | None, typer.Option("--min-evals", help="Skip layers with fewer eigenvalues [default: 10].", min=1)] = None,
-    max_evals: Annotated[int | None, typer.Option("--max-evals", help="Skip layers with more eigenvalues [default: no limit].", min=1)] = None,
-    device: Annotated[Device | None, typer.Option("--device", help="Eigenvalue backend; auto uses CUDA through torch when present [default: cpu].")] = None,
-    normalize: Annotated[Normalization | None, typer.Option("--normalize", help="Eigenvalue scale of the norms: none (s², weightwatcher) or per-n (s²/N, the papers) [default: none].")] = None,
-    per_slice: Annotated[bool | None, typer.Option("--per-slice/--pooled", help="One record per conv kernel slice instead of one pooled ESD [default: pooled].")] = None,
-    fit: Annotated[FitMethod | None, typer.Option("--fit", help="Tail distribution: pl (power law) or tpl (truncated power law) [default: pl].")] = None,
-    xmax: Annotated[float | None, typer.Option("--xmax", help="Largest eigenvalue included in the fit [default: all].")] = None,
-    fix_fingers: Annotated[FixFingers | None, typer.Option("--fix-fingers", help="Remedy for a few isolated large eigenvalues.")] = None,
-    spike_rule: Annotated[SpikeRule | None, typer.Option("--spike-rule", help="MP spike margin: tw (λ₊ + 2 s_TW) or ww (λ₊ + √s_TW, weightwatcher) [default: tw].")] = None,
-    randomize: Annotated[bool | None, typer.Option("--randomize/--no-randomize", help="Also analyse an element-shuffled copy (correlation traps, rand_distance).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the randomisation [default: 0].")] = None,
-    fail_alpha_above: Annotated[float | None, typer.Option("--fail-alpha-above", help="Gate: exit 1 if a layer's alpha is above X (X itself passes).", metavar="X")] = None,
-    fail_alpha_below: Annotated[float | None, typer.Option("--fail-alpha-below", help="Gate: exit 1 if a layer's alpha is below X (X itself passes).", metavar="X")] = None,
-    fail_phase: Annotated[list[Phase] | None, typer.Option("--fail-phase", help="Gate: exit 1 if a layer is in PHASE (repeatable).", metavar="PHASE")] = None,
-    exit_zero: Annotated[bool | None, typer.Option("--exit-zero", help="Exit 0 even when a gate is violated (codes 2-5 unchanged).")] = None,
-    show_skipped: Annotated[bool | None, typer.Option("--show-skipped", help="List skipped tensors in the table.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="pyproject.toml to read [tool.wwinspect] from [default: nearest].")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")
+    ] = None,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option("--layer", help="Analyse only layers matching GLOB (repeatable).", metavar="GLOB"),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Skip layers matching GLOB (repeatable).", metavar="GLOB"),
+    ] = None,
+    min_evals: Annotated[
+        int | None,
+        typer.Option("--min-evals", help="Skip layers with fewer eigenvalues [default: 10].", min=1),
+    ] = None,
+    max_evals: Annotated[
+        int | None,
+        typer.Option("--max-evals", help="Skip layers with more eigenvalues [default: no limit].", min=1),
+    ] = None,
+    device: Annotated[
+        Device | None,
+        typer.Option(
+            "--device", help="Eigenvalue backend; auto uses CUDA through torch when present [default: cpu]."
+        ),
+    ] = None,
+    normalize: Annotated[
+        Normalization | None,
+        typer.Option(
+            "--normalize",
+            help="Eigenvalue scale of the norms: none (s², weightwatcher) or per-n (s²/N, the papers) "
+            "[default: none].",
+        ),
+    ] = None,
+    per_slice: Annotated[
+        bool | None,
+        typer.Option(
+            "--per-slice/--pooled",
+            help="One record per conv kernel slice instead of one pooled ESD [default: pooled].",
+        ),
+    ] = None,
+    fit: Annotated[
+        FitMethod | None,
+        typer.Option(
+            "--fit", help="Tail distribution: pl (power law) or tpl (truncated power law) [default: pl]."
+        ),
+    ] = None,
+    xmax: Annotated[
+        float | None, typer.Option("--xmax", help="Largest eigenvalue included in the fit [default: all].")
+    ] = None,
+    fix_fingers: Annotated[
+        FixFingers | None, typer.Option("--fix-fingers", help="Remedy for a few isolated large eigenvalues.")
+    ] = None,
+    spike_rule: Annotated[
+        SpikeRule | None,
+        typer.Option(
+            "--spike-rule",
+            help="MP spike margin: tw (λ₊ + 2 s_TW) or ww (λ₊ + √s_TW, weightwatcher) [default: tw].",
+        ),
+    ] = None,
+    randomize: Annotated[
+        bool | None,
+        typer.Option(
+            "--randomize/--no-randomize",
+            help="Also analyse an element-shuffled copy (correlation traps, rand_distance).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the randomisation [default: 0].")
+    ] = None,
+    fail_alpha_above: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-alpha-above",
+            help="Gate: exit 1 if a layer's alpha is above X (X itself passes).",
+            metavar="X",
+        ),
+    ] = None,
+    fail_alpha_below: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-alpha-below",
+            help="Gate: exit 1 if a layer's alpha is below X (X itself passes).",
+            metavar="X",
+        ),
+    ] = None,
+    fail_phase: Annotated[
+        list[Phase] | None,
+        typer.Option(
+            "--fail-phase", help="Gate: exit 1 if a layer is in PHASE (repeatable).", metavar="PHASE"
+        ),
+    ] = None,
+    exit_zero: Annotated[
+        bool | None,
+        typer.Option("--exit-zero", help="Exit 0 even when a gate is violated (codes 2-5 unchanged)."),
+    ] = None,
+    show_skipped: Annotated[
+        bool | None, typer.Option("--show-skipped", help="List skipped tensors in the table.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="pyproject.toml to read [tool.wwinspect] from [default: nearest]."),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Report, per layer of each model file, the ESD of WᵀW, its power-law alpha, the MP bulk fit and the
     HTSR phase. Reads ONNX, safetensors, HDF5/Keras, PyTorch and GGUF without running code from the file.
@@ -177,7 +275,11 @@ def main_command(
             raise UsageError(f"config file not found: {config}")
         settings = read_config(pyproject) if pyproject is not None else {}
 
-        chosen_format = OutputFormat.JSON if json_flag else _enum(OutputFormat, _pick(output_format, settings, "format", "table"), "format")
+        chosen_format = (
+            OutputFormat.JSON
+            if json_flag
+            else _enum(OutputFormat, _pick(output_format, settings, "format", "table"), "format")
+        )
         options = AnalysisOptions(
             min_evals=int(_pick(min_evals, settings, "min-evals", 10)),
             max_evals=_pick(max_evals, settings, "max-evals", None),
@@ -198,16 +300,33 @@ def main_command(
         rules = GateRules(
             alpha_above=_pick(fail_alpha_above, settings, "fail-alpha-above", None),
             alpha_below=_pick(fail_alpha_below, settings, "fail-alpha-below", None),
-            phases=tuple(_enum(Phase, phase, "fail-phase") for phase in _as_tuple(_pick(fail_phase, settings, "fail-phase", ()))),
+            phases=tuple(
+                _enum(Phase, phase, "fail-phase")
+                for phase in _as_tuple(_pick(fail_phase, settings, "fail-phase", ()))
+            ),
         )
-        code = _run(paths, options, rules, chosen_format, output=output,
-                    exit_zero=bool(_pick(exit_zero, settings, "exit-zero", False)),
-                    show_skipped=bool(_pick(show_skipped, settings, "show-skipped", False)))
+        code = _run(
+            paths,
+            options,
+            rules,
+            chosen_format,
+            output=output,
+            exit_zero=bool(_pick(exit_zero, settings, "exit-zero", False)),
+            show_skipped=bool(_pick(show_skipped, settings, "show-skipped", False)),
+        )
     raise typer.Exit(code)
 
 
-def _run(paths: list[Path], options: AnalysisOptions, rules: GateRules, output_format: OutputFormat, *,
-         output: Path | None, exit_zero: bool, show_skipped: bool) -> ExitCode:
+def _run(
+    paths: list[Path],
+    options: AnalysisOptions,
+    rules: GateRules,
+    output_format: OutputFormat,
+    *,
+    output: Path | None,
+    exit_zero: bool,
+    show_skipped: bool,
+) -> ExitCode:
     """Analyse, render, write; returns the exit code."""
     from inspector.eigen import make_backend
     from inspector.pipeline import analyze_paths
@@ -221,10 +340,23 @@ def _run(paths: list[Path], options: AnalysisOptions, rules: GateRules, output_f
         reports = analyze_paths(paths, options)
     gate = evaluate_gate(reports, rules)
     to_terminal = output is None and sys.stdout.isatty()
-    console = Console(file=sys.stdout, force_terminal=to_terminal, width=None if to_terminal else 200,
-                      no_color=not to_terminal or "NO_COLOR" in os.environ, highlight=False)
-    text = render_text(reports, output_format, options=options, backend=backend.name, gate=gate,
-                       gate_active=rules.active, show_skipped=show_skipped, console=console)
+    console = Console(
+        file=sys.stdout,
+        force_terminal=to_terminal,
+        width=None if to_terminal else 200,
+        no_color=not to_terminal or "NO_COLOR" in os.environ,
+        highlight=False,
+    )
+    text = render_text(
+        reports,
+        output_format,
+        options=options,
+        backend=backend.name,
+        gate=gate,
+        gate_active=rules.active,
+        show_skipped=show_skipped,
+        console=console,
+    )
     if output is not None:
         output.write_text(text, encoding="utf-8")
     else:

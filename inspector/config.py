@@ -69,9 +69,13 @@ def validate_config(section: Mapping[str, Any], source: Path) -> dict[str, Any]:
             known = ", ".join(sorted(CONFIG_KEYS))
             raise UsageError(f"{source}: unknown key {raw_key!r} in [tool.wwinspect] (known: {known})")
         if isinstance(value, bool) and bool not in allowed:
-            raise UsageError(f"{source}: [tool.wwinspect] {raw_key} has the wrong type ({type(value).__name__})")
+            raise UsageError(
+                f"{source}: [tool.wwinspect] {raw_key} has the wrong type ({type(value).__name__})"
+            )
         if not isinstance(value, allowed):
-            raise UsageError(f"{source}: [tool.wwinspect] {raw_key} has the wrong type ({type(value).__name__})")
+            raise UsageError(
+                f"{source}: [tool.wwinspect] {raw_key} has the wrong type ({type(value).__name__})"
+            )
         if isinstance(value, list) and not all(isinstance(item, str) for item in value):
             raise UsageError(f"{source}: [tool.wwinspect] {raw_key} must be a list of strings")
         config[key] = value

@@ -54,5 +54,7 @@ def evaluate_gate(reports: Sequence[ModelReport], rules: GateRules) -> GateResul
             if alpha is not None and rules.alpha_below is not None and alpha < rules.alpha_below:
                 violations.append(Violation(report.path, name, f"alpha<{rules.alpha_below:g}", alpha))
             if layer.phase is not None and layer.phase in rules.phases:
-                violations.append(Violation(report.path, name, f"phase={layer.phase.value}", layer.phase.value))
+                violations.append(
+                    Violation(report.path, name, f"phase={layer.phase.value}", layer.phase.value)
+                )
     return GateResult(passed=not violations, violations=tuple(violations))

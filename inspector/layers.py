@@ -67,7 +67,9 @@ _EMBEDDING_NAME = re.compile(
     r"(embed|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|token_type_embeddings|shared\.weight$)",
     re.IGNORECASE,
 )
-_RECURRENT_NAME = re.compile(r"(weight_ih_l\d|weight_hh_l\d|recurrent_kernel|\blstm\b|\bgru\b|\brnn\b)", re.IGNORECASE)
+_RECURRENT_NAME = re.compile(
+    r"(weight_ih_l\d|weight_hh_l\d|recurrent_kernel|\blstm\b|\bgru\b|\brnn\b)", re.IGNORECASE
+)
 _EXPERTS_NAME = re.compile(r"(experts|_exps\b|\bexps\b|moe)", re.IGNORECASE)
 _ATTENTION_NAME = re.compile(
     r"(attn|attention|self_attn|q_proj|k_proj|v_proj|o_proj|qkv|query|key|value|c_attn|out_proj|wq\b|wk\b|wv\b|wo\b)",
@@ -111,7 +113,9 @@ def _kind_from_hint(info: TensorInfo) -> LayerKind | str:
     hint_kind = info.hint.kind
     ndim = len(info.shape)
     if hint_kind is WeightKind.DEPTHWISE_CONV:
-        return f"depthwise convolution kernel (groups={info.hint.groups}): one filter per channel, not a matrix"
+        return (
+            f"depthwise convolution kernel (groups={info.hint.groups}): one filter per channel, not a matrix"
+        )
     if hint_kind in (WeightKind.NORM, WeightKind.BIAS):
         return f"{hint_kind.value} parameters, not a weight matrix"
     if hint_kind is WeightKind.CONV:
@@ -165,7 +169,9 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
     if isinstance(decided, str) and not isinstance(decided, LayerKind):  # LayerKind is a str enum too
         return _skip(LayerKind.OTHER, info.hint.role, decided)
     if ndim < 2:
-        return _skip(LayerKind.OTHER, info.hint.role, f"{ndim}-D tensor (a bias, scale or scalar), not a matrix")
+        return _skip(
+            LayerKind.OTHER, info.hint.role, f"{ndim}-D tensor (a bias, scale or scalar), not a matrix"
+        )
     kind = decided if decided is not None else _kind_from_shape(info)
     role = info.hint.role or guess_role(info.name, kind)
 
@@ -188,13 +194,20 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
         num_slices = math.prod(spatial)
         scale = options.conv_scale if options.pool_conv else num_slices / 2
         plan = LayerPlan(
-            kind=kind, role=role, N=max(rows, cols), M=min(rows, cols),
-            num_slices=num_slices, slice_axes=slice_axes, scale=scale,
+            kind=kind,
+            role=role,
+            N=max(rows, cols),
+            M=min(rows, cols),
+            num_slices=num_slices,
+            slice_axes=slice_axes,
+            scale=scale,
         )
     elif ndim == 3:
         # A stack of same-shaped matrices (experts, recurrent directions): one pooled ESD, no rescaling.
         count, rows, cols = shape
-        plan = LayerPlan(kind=kind, role=role, N=max(rows, cols), M=min(rows, cols), num_slices=count, slice_axes="stack")
+        plan = LayerPlan(
+            kind=kind, role=role, N=max(rows, cols), M=min(rows, cols), num_slices=count, slice_axes="stack"
+        )
     else:
         return _skip(kind, role, f"{ndim}-D {kind.value} tensor, not a matrix or a stack of matrices")
 
@@ -216,10 +229,14 @@ def _apply_filters(plan: LayerPlan, info: TensorInfo, options: AnalysisOptions) 
     if count < options.min_evals:
         unit = "eigenvalues per slice" if per_slice else "eigenvalues"
         reason = f"{count} {unit}, fewer than --min-evals {options.min_evals}"
-        return LayerPlan(plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason)
+        return LayerPlan(
+            plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason
+        )
     if options.max_evals is not None and count > options.max_evals:
         reason = f"{count} eigenvalues, more than --max-evals {options.max_evals}"
-        return LayerPlan(plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason)
+        return LayerPlan(
+            plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason
+        )
     return plan
 
 
@@ -241,4 +258,3 @@ def layer_matrices(plan: LayerPlan, values: npt.NDArray[np.floating]) -> list[np
         flat = values.reshape(-1, rows, cols)
         return [_oriented(flat[position]) for position in range(flat.shape[0])]
     return [_oriented(matrix) for matrix in values]
-

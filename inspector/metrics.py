@@ -27,9 +27,9 @@ from inspector.detx import detx
 from inspector.eigen import EigenBackend, layer_eigenvalues, rank_tolerance
 from inspector.errors import LayerFailedError
 from inspector.esd import log_histogram
-from inspector.phases import phase_evidence
 from inspector.mp import MPFit, fit_mp
 from inspector.options import AnalysisOptions, FitMethod, FixFingers, Normalization
+from inspector.phases import phase_evidence
 from inspector.powerlaw import (
     PowerLawFit,
     count_at_least,

@@ -53,7 +53,10 @@ def render_text(
 ) -> str:
     """The report in `output_format` as text; the table is rendered through `console` (colour or not)."""
     if output_format is OutputFormat.JSON:
-        return json.dumps(json_render.document(reports, options, backend, gate), indent=2, allow_nan=False) + "\n"
+        return (
+            json.dumps(json_render.document(reports, options, backend, gate), indent=2, allow_nan=False)
+            + "\n"
+        )
     if output_format is OutputFormat.CSV:
         return flat.to_csv(reports)
     if output_format is OutputFormat.MARKDOWN:

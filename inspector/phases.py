@@ -1,4 +1,4 @@
-"""The "5+1 phases of training" (Martin & Mahoney, arXiv 1810.01075, Table 4): a documented decision procedure.
+"""The "5+1 phases of training" (Martin & Mahoney, arXiv 1810.01075, Table 4) as a documented procedure.
 
 A layer's phase is read from its ESD in the order of HTSR_THEORY.md §3.5, never from alpha alone (small
 random matrices give heavy-tailed-looking alphas of 4-6):
@@ -23,13 +23,13 @@ phases' definitions, not numeric cut-offs.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from inspector.mp import mp_cdf
 from inspector.records import LayerMetrics, Phase
 
 FloatArray = npt.NDArray[np.float64]
@@ -71,30 +71,6 @@ def mp_bulk_threshold(M: int) -> float:
     return max(BULK_FLOOR, BULK_NULL_FACTOR * BULK_NULL_SCALE / M**BULK_NULL_POWER)
 
 
-@functools.lru_cache(maxsize=512)
-def _mp_cdf_table(Q: float, points: int = 2049) -> tuple[FloatArray, FloatArray]:
-    """MP(Q, 1) CDF tabulated against phi, where lambda = a + (b - a)(1 - cos phi) / 2 (smooth at both edges)."""
-    q = 1.0 / math.sqrt(Q)
-    a, b = (1.0 - q) ** 2, (1.0 + q) ** 2
-    half = (b - a) / 2.0
-    phi = np.linspace(0.0, math.pi, points)
-    lam = a + half * (1.0 - np.cos(phi))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        density = np.where(lam > 0, Q / (2.0 * math.pi * lam) * half * half * np.sin(phi) ** 2, Q * half / math.pi)
-    cumulative = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2.0 * np.diff(phi))])
-    return phi, cumulative / cumulative[-1]
-
-
-def mp_cdf_values(x: FloatArray, Q: float) -> FloatArray:
-    """MP(Q, sigma^2 = 1) CDF at many points (vectorised; accurate to about 1e-6)."""
-    q = 1.0 / math.sqrt(Q)
-    a, b = (1.0 - q) ** 2, (1.0 + q) ** 2
-    half = (b - a) / 2.0
-    phi_grid, cdf_grid = _mp_cdf_table(round(Q, 9))
-    phi = np.arccos(np.clip(1.0 - (x - a) / half, -1.0, 1.0))
-    return np.interp(phi, phi_grid, cdf_grid)
-
-
 def phase_evidence(evals: FloatArray, *, Q: float, M: int, lambda_plus: float | None) -> PhaseEvidence:
     """Bulk fit quality and outlier counts of one ESD (any eigenvalue scale; `lambda_plus` in the same scale).
 
@@ -113,8 +89,10 @@ def phase_evidence(evals: FloatArray, *, Q: float, M: int, lambda_plus: float | 
     outliers = evals[evals > cutoff]
     bulk = evals[evals <= cutoff] / sigma2
     if bulk.size < 2:
-        return PhaseEvidence(mp_bulk_ks=1.0, num_outliers=int(outliers.size), num_separated=int(outliers.size))
-    model = mp_cdf_values(bulk, Q) / float(mp_cdf_values(np.array([cutoff / sigma2]), Q)[0])
+        return PhaseEvidence(
+            mp_bulk_ks=1.0, num_outliers=int(outliers.size), num_separated=int(outliers.size)
+        )
+    model = mp_cdf(bulk, Q) / float(mp_cdf(np.array([cutoff / sigma2]), Q)[0])
     n = bulk.size
     steps = np.arange(1, n + 1) / n
     ks = float(max(np.max(np.abs(steps - model)), np.max(np.abs(steps - 1.0 / n - model))))
@@ -141,8 +119,12 @@ def classify(
     if bulk_is_mp and evidence.num_outliers <= MAX_SPIKE_FRACTION * num_evals:
         return Phase.BULK_PLUS_SPIKES if evidence.num_separated >= 1 else Phase.BLEEDING_OUT
     good_power_law = (
-        alpha is not None and D is not None and num_pl_spikes is not None
-        and alpha <= HEAVY_TAILED_MAX_ALPHA and D <= HEAVY_TAILED_MAX_D and num_pl_spikes >= HEAVY_TAILED_MIN_TAIL
+        alpha is not None
+        and D is not None
+        and num_pl_spikes is not None
+        and alpha <= HEAVY_TAILED_MAX_ALPHA
+        and D <= HEAVY_TAILED_MAX_D
+        and num_pl_spikes >= HEAVY_TAILED_MIN_TAIL
     )
     return Phase.HEAVY_TAILED if good_power_law else Phase.BULK_DECAY
 

@@ -39,7 +39,9 @@ class _Pending:
     plan: LayerPlan
 
 
-def _base_record(index: int, ref: TensorRef, plan: LayerPlan, status: Status, reason: str | None) -> LayerRecord:
+def _base_record(
+    index: int, ref: TensorRef, plan: LayerPlan, status: Status, reason: str | None
+) -> LayerRecord:
     info = ref.info
     return LayerRecord(
         index=index,
@@ -59,8 +61,14 @@ def _base_record(index: int, ref: TensorRef, plan: LayerPlan, status: Status, re
     )
 
 
-def _measured(record: LayerRecord, matrices: Sequence[np.ndarray], scale: float, options: AnalysisOptions,
-              backend: EigenBackend, slice_index: int | None = None) -> LayerRecord:
+def _measured(
+    record: LayerRecord,
+    matrices: Sequence[np.ndarray],
+    scale: float,
+    options: AnalysisOptions,
+    backend: EigenBackend,
+    slice_index: int | None = None,
+) -> LayerRecord:
     """Measure one (pooled or single-slice) ESD and fill the record; numerical failures become FAILED."""
     from dataclasses import replace
 
@@ -81,7 +89,9 @@ def _measured(record: LayerRecord, matrices: Sequence[np.ndarray], scale: float,
     )
 
 
-def _analyze_tensor(pending: _Pending, options: AnalysisOptions, backend: EigenBackend) -> Iterator[LayerRecord]:
+def _analyze_tensor(
+    pending: _Pending, options: AnalysisOptions, backend: EigenBackend
+) -> Iterator[LayerRecord]:
     """Records for one tensor: one when pooled or skipped, one per slice in per-slice conv mode."""
     plan, ref = pending.plan, pending.ref
     if plan.skip_reason is not None:
@@ -95,7 +105,8 @@ def _analyze_tensor(pending: _Pending, options: AnalysisOptions, backend: EigenB
         return
     if values.shape != ref.info.shape:
         raise FormatError(
-            f"tensor {ref.info.name!r} read with shape {list(values.shape)}, header says {list(ref.info.shape)}"
+            f"tensor {ref.info.name!r} read with shape {list(values.shape)}, "
+            f"header says {list(ref.info.shape)}"
         )
     matrices = layer_matrices(plan, values)
     per_slice = plan.slice_axes in ("trailing", "leading") and not options.pool_conv
@@ -154,7 +165,9 @@ def analyze_paths(
             reports.append(analyze_file(path, options, backend, progress))
         except FormatError as exc:
             reports.append(
-                ModelReport(path=str(path), format=None, error=FileError(kind=type(exc).__name__, message=str(exc)))
+                ModelReport(
+                    path=str(path), format=None, error=FileError(kind=type(exc).__name__, message=str(exc))
+                )
             )
     return reports
 

@@ -54,7 +54,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line("tests skipped for a missing dependency (install the dev extra and torch==2.13.0):",
-                                red=True)
+            reporter.write_line(
+                "tests skipped for a missing dependency (install the dev extra and torch==2.13.0):", red=True
+            )
             for line in _missing_dependency_skips:
                 reporter.write_line(f"  {line}", red=True)

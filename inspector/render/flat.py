@@ -75,7 +75,8 @@ def to_markdown(reports: Sequence[ModelReport], gate: GateResult, *, gate_active
             lines.append(
                 f"| {layer.index} | `{_md(name)}` | {layer.kind.value} | {'×'.join(map(str, layer.shape))} | "
                 f"{_fmt(metrics.alpha)} | {_fmt(metrics.D)} | {_fmt(metrics.lambda_max)} | "
-                f"{layer.phase.value if layer.phase else ''} | {layer.alpha_label.value if layer.alpha_label else ''} |"
+                f"{layer.phase.value if layer.phase else ''} | "
+                f"{layer.alpha_label.value if layer.alpha_label else ''} |"
             )
         if report.summary is not None:
             summary = report.summary
@@ -108,7 +109,9 @@ def to_github(reports: Sequence[ModelReport], gate: GateResult) -> str:
     for report in reports:
         file_property = _escape_property(report.path)
         if report.error is not None:
-            lines.append(f"::error file={file_property},title=wwinspect::{_escape_data(report.error.message)}")
+            lines.append(
+                f"::error file={file_property},title=wwinspect::{_escape_data(report.error.message)}"
+            )
             continue
         for layer in report.layers:
             if layer.status is Status.FAILED:

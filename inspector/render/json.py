@@ -37,7 +37,10 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
             "eigenvalues": "of W^T W, W oriented N x M with N >= M",
             "xmin_rule": "Clauset: every eigenvalue a candidate, xmin minimises the KS distance D",
             "alpha_estimator": "continuous MLE alpha = 1 + n / sum(ln(x / xmin))",
-            "fit_sees": f"eigenvalues > {options.evals_threshold:g} on weightwatcher's scale (s^2, conv x {options.conv_scale:g})",
+            "fit_sees": (
+                f"eigenvalues > {options.evals_threshold:g} on weightwatcher's scale "
+                f"(s^2, conv x {options.conv_scale:g})"
+            ),
             "log_base": 10,
         }
     )
@@ -47,10 +50,18 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
 def _metrics_dict(metrics: LayerMetrics | None) -> dict[str, Any]:
     if metrics is None:
         return {name: None if name != "esd_histogram" else [] for name in _METRIC_FIELDS}
-    values = {name: finite_or_none(getattr(metrics, name)) if name != "esd_histogram" else list(metrics.esd_histogram)
-              for name in _METRIC_FIELDS}
-    values.update({key: finite_or_none(value) if not isinstance(value, str) else value
-                   for key, value in metrics.extra.items()})
+    values = {
+        name: finite_or_none(getattr(metrics, name))
+        if name != "esd_histogram"
+        else list(metrics.esd_histogram)
+        for name in _METRIC_FIELDS
+    }
+    values.update(
+        {
+            key: finite_or_none(value) if not isinstance(value, str) else value
+            for key, value in metrics.extra.items()
+        }
+    )
     return values
 
 
@@ -83,9 +94,12 @@ def layer_dict(layer: LayerRecord) -> dict[str, Any]:
 
 
 def summary_dict(summary: Summary) -> dict[str, Any]:
-    return {field.name: finite_or_none(getattr(summary, field.name))
-            if not isinstance(getattr(summary, field.name), dict) else dict(getattr(summary, field.name))
-            for field in dataclasses.fields(summary)}
+    return {
+        field.name: finite_or_none(getattr(summary, field.name))
+        if not isinstance(getattr(summary, field.name), dict)
+        else dict(getattr(summary, field.name))
+        for field in dataclasses.fields(summary)
+    }
 
 
 def report_dict(report: ModelReport) -> dict[str, Any]:
@@ -115,8 +129,12 @@ def document(
         "gate": {
             "passed": gate.passed,
             "violations": [
-                {"path": v.path, "layer": v.layer, "rule": v.rule, "value": finite_or_none(v.value)
-                 if not isinstance(v.value, str) else v.value}
+                {
+                    "path": v.path,
+                    "layer": v.layer,
+                    "rule": v.rule,
+                    "value": finite_or_none(v.value) if not isinstance(v.value, str) else v.value,
+                }
                 for v in gate.violations
             ],
         },

@@ -50,9 +50,16 @@ def _layer_row(layer: LayerRecord) -> list[RenderableType]:
     if layer.status is not Status.ANALYZED or metrics is None:
         style = "red" if layer.status is Status.FAILED else "dim"
         return [
-            Text(str(layer.index), style="dim"), _layer_name(layer), Text(layer.kind.value, style="dim"),
-            Text(shape, style="dim"), Text(f"{layer.status.value}: {safe_text(layer.reason or '', 120)}", style=style),
-            "", "", "", "", "",
+            Text(str(layer.index), style="dim"),
+            _layer_name(layer),
+            Text(layer.kind.value, style="dim"),
+            Text(shape, style="dim"),
+            Text(f"{layer.status.value}: {safe_text(layer.reason or '', 120)}", style=style),
+            "",
+            "",
+            "",
+            "",
+            "",
         ]
     phase = layer.phase.value if layer.phase is not None else "–"
     label = layer.alpha_label.value if layer.alpha_label is not None else "–"
@@ -75,16 +82,32 @@ def _layer_row(layer: LayerRecord) -> list[RenderableType]:
 
 def model_table(report: ModelReport, *, show_skipped: bool) -> RenderableType:
     """The table for one readable model, with a summary line under it."""
-    table = Table(title=Text(f"{safe_text(report.path)} ({report.format})", style="bold"), title_justify="left",
-                  expand=False)
-    for header, justify in (("#", "right"), ("layer", "left"), ("kind", "left"), ("shape", "left"),
-                            ("ESD (log λ)", "left"), ("alpha", "right"), ("D", "right"), ("λ max", "right"),
-                            ("phase", "left"), ("alpha label", "left")):
+    table = Table(
+        title=Text(f"{safe_text(report.path)} ({report.format})", style="bold"),
+        title_justify="left",
+        expand=False,
+    )
+    for header, justify in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("kind", "left"),
+        ("shape", "left"),
+        ("ESD (log λ)", "left"),
+        ("alpha", "right"),
+        ("D", "right"),
+        ("λ max", "right"),
+        ("phase", "left"),
+        ("alpha label", "left"),
+    ):
         table.add_column(header, justify=justify, no_wrap=header in ("ESD (log λ)", "shape"))
     hidden: dict[str, int] = {}
     for layer in report.layers:
         if layer.status is Status.SKIPPED and not show_skipped:
-            key = layer.reason.split(",")[0] if layer.reason and "--min-evals" in layer.reason else (layer.reason or "")
+            key = (
+                layer.reason.split(",")[0]
+                if layer.reason and "--min-evals" in layer.reason
+                else (layer.reason or "")
+            )
             hidden[key] = hidden.get(key, 0) + 1
             continue
         table.add_row(*_layer_row(layer))
@@ -103,8 +126,13 @@ def model_table(report: ModelReport, *, show_skipped: bool) -> RenderableType:
         parts.append(Text(f"warning: {safe_text(warning, 300)}", style="yellow"))
     if hidden:
         count = sum(hidden.values())
-        parts.append(Text(f"{count} skipped tensors not shown (biases, norms, small layers); "
-                          "--show-skipped lists them with their reasons", style="dim"))
+        parts.append(
+            Text(
+                f"{count} skipped tensors not shown (biases, norms, small layers); "
+                "--show-skipped lists them with their reasons",
+                style="dim",
+            )
+        )
     return Group(*parts)
 
 
@@ -135,7 +163,9 @@ def build_tables(
     """Everything the table format prints."""
     parts: list[RenderableType] = []
     for report in reports:
-        parts.append(error_line(report) if report.error is not None else model_table(report, show_skipped=show_skipped))
+        parts.append(
+            error_line(report) if report.error is not None else model_table(report, show_skipped=show_skipped)
+        )
     verdict = gate_lines(gate, gate_active)
     if verdict is not None:
         parts.append(verdict)

@@ -143,7 +143,9 @@ def test_nothing_analysable_exits_4() -> None:
     document, result = _json(DEFAULT, "--min-evals", "100000")
     assert result.exit_code == 4
     assert all(layer["status"] == "skipped" for layer in document["reports"][0]["layers"])
-    assert any("fewer than --min-evals 100000" in layer["reason"] for layer in document["reports"][0]["layers"])
+    assert any(
+        "fewer than --min-evals 100000" in layer["reason"] for layer in document["reports"][0]["layers"]
+    )
 
 
 def test_layer_and_exclude_filters_say_why() -> None:
@@ -251,7 +253,9 @@ def test_reader_warnings_reach_the_report(tmp_path: Path) -> None:
     values = rng.standard_normal((32, 16)).astype(np.float32).tobytes()
     header = json.dumps({"w": {"dtype": "F32", "shape": [32, 16], "data_offsets": [0, len(values)]}}).encode()
     gappy = tmp_path / "gap.safetensors"
-    gappy.write_bytes(struct.pack("<Q", len(header)) + header + values + b"\0" * 64)  # 64 unused bytes at the end
+    gappy.write_bytes(
+        struct.pack("<Q", len(header)) + header + values + b"\0" * 64
+    )  # 64 unused bytes at the end
     document, result = _json(gappy)
     assert result.exit_code == 0
     assert document["reports"][0]["warnings"], "the trailing unused bytes should be reported"

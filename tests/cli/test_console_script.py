@@ -20,15 +20,22 @@ def _script() -> str:
 
 
 def test_console_script_prints_json() -> None:
-    completed = subprocess.run([_script(), str(DEFAULT), "--json"], capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        [_script(), str(DEFAULT), "--json"], capture_output=True, text=True, check=False
+    )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["reports"][0]["format"] == "safetensors"
     assert completed.stderr == ""
 
 
 def test_python_dash_m_inspector_is_the_same_command() -> None:
-    completed = subprocess.run([sys.executable, "-m", "inspector", "--version"], capture_output=True, text=True,
-                               check=False, cwd=ROOT)
+    completed = subprocess.run(
+        [sys.executable, "-m", "inspector", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert completed.returncode == 0
     assert completed.stdout.startswith("wwinspect ")
 
@@ -36,7 +43,9 @@ def test_python_dash_m_inspector_is_the_same_command() -> None:
 def test_closed_pipe_is_not_a_traceback() -> None:
     completed = subprocess.run(
         ["bash", "-c", f"set -o pipefail; '{_script()}' '{DEFAULT}' --format csv | head -1"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.stdout.startswith("path,")
     assert "Traceback" not in completed.stderr and "BrokenPipe" not in completed.stderr
@@ -51,7 +60,9 @@ def test_table_is_plain_text_when_piped() -> None:
 
 
 def test_missing_path_exit_2_and_truncated_file_exit_3(tmp_path: Path) -> None:
-    missing = subprocess.run([_script(), str(tmp_path / "none.onnx")], capture_output=True, text=True, check=False)
+    missing = subprocess.run(
+        [_script(), str(tmp_path / "none.onnx")], capture_output=True, text=True, check=False
+    )
     assert missing.returncode == 2 and missing.stdout == ""
     broken = tmp_path / "cut.safetensors"
     broken.write_bytes(DEFAULT.read_bytes()[:5000])
@@ -68,5 +79,7 @@ def test_torch_is_not_imported_on_the_cpu_path() -> None:
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT
+    )
     assert completed.returncode == 0, completed.stderr

@@ -48,7 +48,9 @@ def test_aliases_match_the_manifest(manifest: dict[str, Any]) -> None:
 def test_every_float_tensor_reads_as_float_of_its_shape(manifest: dict[str, Any]) -> None:
     with open_model(FIXTURES / manifest["fixture"]) as reader:
         for ref in reader.tensors():
-            if ref.info.skip_reason is not None or not (ref.info.dtype.is_float or ref.info.dtype.value == "QUANTIZED"):
+            if ref.info.skip_reason is not None or not (
+                ref.info.dtype.is_float or ref.info.dtype.value == "QUANTIZED"
+            ):
                 continue
             values = ref.read()
             assert values.dtype in (np.float32, np.float64), ref.info.name
@@ -58,8 +60,11 @@ def test_every_float_tensor_reads_as_float_of_its_shape(manifest: dict[str, Any]
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=_id)
 def test_read_after_close_is_refused(manifest: dict[str, Any]) -> None:
     reader = open_model(FIXTURES / manifest["fixture"])
-    readable = [ref for ref in reader.tensors()
-                if ref.info.skip_reason is None and (ref.info.dtype.is_float or ref.info.dtype.value == "QUANTIZED")]
+    readable = [
+        ref
+        for ref in reader.tensors()
+        if ref.info.skip_reason is None and (ref.info.dtype.is_float or ref.info.dtype.value == "QUANTIZED")
+    ]
     reader.close()
     assert readable, "a fixture without a readable tensor proves nothing"
     with pytest.raises(FormatError):

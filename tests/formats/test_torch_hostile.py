@@ -520,7 +520,7 @@ def test_nothing_is_imported_while_reading(tmp_path: Path) -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', '__torch__', 'lightning'))\n"
         "print(bad)\n"
     )
-    result = subprocess.run(  # noqa: S603 - our own interpreter and script
+    result = subprocess.run(
         [sys.executable, "-c", script, str(FIXTURES / "torch")],
         capture_output=True,
         text=True,

@@ -147,7 +147,7 @@ def test_cpu_path_never_imports_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(  # noqa: S603 - this interpreter on a fixed snippet
+    result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=root
     )
     assert result.returncode == 0, result.stderr

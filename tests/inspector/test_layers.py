@@ -22,7 +22,9 @@ def test_a_kind_stated_by_the_format_is_analysed(kind: WeightKind) -> None:
     plan = plan_layer(_info("onnx::MatMul_7", (64, 32), kind=kind), OPTIONS)
     assert plan.skip_reason is None
     assert (plan.N, plan.M) == (64, 32)
-    assert plan.kind.value == {"dense": "dense", "embedding": "embedding", "recurrent": "recurrent"}[kind.value]
+    assert (
+        plan.kind.value == {"dense": "dense", "embedding": "embedding", "recurrent": "recurrent"}[kind.value]
+    )
 
 
 def test_dense_matrices_are_oriented_tall() -> None:
@@ -37,10 +39,17 @@ def test_dense_matrices_are_oriented_tall() -> None:
 def test_conv_kernels_are_cut_into_out_in_slices(layout: Layout) -> None:
     rng = np.random.default_rng(0)
     torch_kernel = rng.standard_normal((32, 64, 2, 2)).astype(np.float32)  # (out, in, kh, kw), even size
-    stored = torch_kernel if layout is Layout.OUT_IN else torch_kernel.transpose(2, 3, 1, 0)  # Keras (kh,kw,in,out)
+    stored = (
+        torch_kernel if layout is Layout.OUT_IN else torch_kernel.transpose(2, 3, 1, 0)
+    )  # Keras (kh,kw,in,out)
     plan = plan_layer(_info("conv.weight", stored.shape, kind=WeightKind.CONV, layout=layout), OPTIONS)
     assert plan.kind is LayerKind.CONV2D
-    assert (plan.N, plan.M, plan.num_slices, plan.scale) == (64, 32, 4, 0.5)  # never swapped (weightwatcher bug)
+    assert (plan.N, plan.M, plan.num_slices, plan.scale) == (
+        64,
+        32,
+        4,
+        0.5,
+    )  # never swapped (weightwatcher bug)
     matrices = layer_matrices(plan, stored)
     expected = [torch_kernel[:, :, i, j].T for i in range(2) for j in range(2)]
     assert all(m.shape == (64, 32) for m in matrices)
@@ -90,7 +99,9 @@ def test_skips_say_why(info: TensorInfo, fragment: str) -> None:
 
 
 def test_a_reader_skip_reason_is_kept() -> None:
-    info = TensorInfo(name="w", shape=(64, 64), dtype=DType.F8_E4M3, nbytes=0, skip_reason="missing 'w_scale_inv'")
+    info = TensorInfo(
+        name="w", shape=(64, 64), dtype=DType.F8_E4M3, nbytes=0, skip_reason="missing 'w_scale_inv'"
+    )
     assert plan_layer(info, OPTIONS).skip_reason == "missing 'w_scale_inv'"
 
 
@@ -98,7 +109,9 @@ def test_name_filters_and_eigenvalue_bounds() -> None:
     info = _info("encoder.layer.0.attention.self.query.weight", (384, 384))
     assert plan_layer(info, AnalysisOptions(layer_globs=("*.query.*",))).skip_reason is None
     assert "not selected" in (plan_layer(info, AnalysisOptions(layer_globs=("*.key.*",))).skip_reason or "")
-    assert "excluded by --exclude" in (plan_layer(info, AnalysisOptions(exclude_globs=("encoder.*",))).skip_reason or "")
+    assert "excluded by --exclude" in (
+        plan_layer(info, AnalysisOptions(exclude_globs=("encoder.*",))).skip_reason or ""
+    )
     assert "more than --max-evals 100" in (plan_layer(info, AnalysisOptions(max_evals=100)).skip_reason or "")
 
 

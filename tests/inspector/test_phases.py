@@ -9,9 +9,8 @@ import pytest
 
 from inspector.eigen import make_backend
 from inspector.metrics import measure_layer
-from inspector.mp import mp_cdf
 from inspector.options import AnalysisOptions, Device
-from inspector.phases import PhaseEvidence, classify, classify_metrics, mp_bulk_threshold, mp_cdf_values
+from inspector.phases import PhaseEvidence, classify, classify_metrics, mp_bulk_threshold
 from inspector.records import Phase
 
 MP_LIKE = 0.005
@@ -33,9 +32,18 @@ NOT_MP = 0.2
         (PhaseEvidence(None, 0, 0), 0.0, 2.5, 0.05, 50, Phase.HEAVY_TAILED),  # MP could not be fitted
     ],
 )
-def test_rules(evidence: PhaseEvidence, near_zero: float, alpha: float, D: float, tail: int, expected: Phase) -> None:
-    phase = classify(evidence=evidence, num_evals=500, M=500, near_zero_fraction=near_zero, alpha=alpha, D=D,
-                     num_pl_spikes=tail)
+def test_rules(
+    evidence: PhaseEvidence, near_zero: float, alpha: float, D: float, tail: int, expected: Phase
+) -> None:
+    phase = classify(
+        evidence=evidence,
+        num_evals=500,
+        M=500,
+        near_zero_fraction=near_zero,
+        alpha=alpha,
+        D=D,
+        num_pl_spikes=tail,
+    )
     assert phase is expected
 
 
@@ -44,17 +52,11 @@ def test_bulk_threshold_shrinks_with_size_to_its_floor() -> None:
     assert mp_bulk_threshold(4096) == pytest.approx(0.02)
 
 
-@pytest.mark.parametrize("Q", [1.0, 1.7, 4.0])
-def test_tabulated_mp_cdf_matches_quadrature(Q: float) -> None:
-    q = 1 / math.sqrt(Q)
-    points = np.linspace((1 - q) ** 2, (1 + q) ** 2, 37)
-    expected = np.array([mp_cdf(float(point), Q) for point in points])
-    assert np.max(np.abs(mp_cdf_values(points, Q) - expected)) < 2e-6
-
-
 def _phase(W: np.ndarray) -> Phase | None:
     N, M = W.shape
-    metrics = measure_layer([W], N=N, M=M, scale=1.0, options=AnalysisOptions(), backend=make_backend(Device.CPU))
+    metrics = measure_layer(
+        [W], N=N, M=M, scale=1.0, options=AnalysisOptions(), backend=make_backend(Device.CPU)
+    )
     return classify_metrics(metrics, M)
 
 
