@@ -185,7 +185,8 @@ def _fit_tail(ww_evals: FloatArray, unit: float, options: AnalysisOptions) -> _T
         raw_alpha = raw.alpha if raw is not None else None
     else:
         fit = fit_power_law(data, xmax=xmax)
-    tail = _Tail(fit=fit, num_fit_evals=int(data.size), num_fingers=num_fingers, raw_alpha=raw_alpha)
+    fitted = int(data.size) if xmax is None else int(np.count_nonzero(data <= xmax))
+    tail = _Tail(fit=fit, num_fit_evals=fitted, num_fingers=num_fingers, raw_alpha=raw_alpha)
     if options.fit != FitMethod.TRUNCATED_POWER_LAW or fit is None:
         return tail
     fit_data = data[: data.size - num_fingers] if num_fingers else data

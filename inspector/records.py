@@ -72,7 +72,7 @@ class LayerMetrics:
     sigma: float | None = None
     num_pl_spikes: int | None = None
     fit_low_confidence: bool = False
-    num_fit_evals: int = 0  # eigenvalues above the fit threshold (the data of the xmin search)
+    num_fit_evals: int = 0  # eigenvalues above the fit threshold (and <= xmax): the data of the xmin search
     # fix_fingers=clip_xmax: top eigenvalues clipped, and alpha before clipping.
     num_fingers: int | None = None
     raw_alpha: float | None = None

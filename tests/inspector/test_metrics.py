@@ -258,3 +258,20 @@ def test_detx_and_delta_lambda_min() -> None:
     rescaled = evals * evals.size / evals.sum()
     top = rescaled[-m.detX_num :]
     assert np.prod(top) < 1.0 <= np.prod(top[1:])  # the smallest top set whose product drops below 1
+
+
+def test_xmax_is_read_on_the_reports_scale_and_bounds_the_fit() -> None:
+    rng = np.random.default_rng(15)
+    W = pareto_spectrum(rng, 600, 400, 2.5)
+    evals = np.sort(np.linalg.svd(W, compute_uv=False) ** 2)
+    xmax = float(evals[-20])  # leave out the 19 largest eigenvalues
+    plain = measure(W, AnalysisOptions(xmax=xmax * 1.000001))
+    per_n = measure(W, AnalysisOptions(xmax=xmax * 1.000001 / 600, normalization=Normalization.PER_N))
+    assert plain.xmax == pytest.approx(xmax * 1.000001, rel=1e-12)
+    assert per_n.alpha == pytest.approx(plain.alpha, rel=1e-12)
+    assert per_n.xmax == pytest.approx((plain.xmax or 0.0) / 600, rel=1e-12)
+    assert plain.num_fit_evals == 381 and plain.xmin is not None and plain.xmin < xmax
+    unbounded = measure(W)
+    assert unbounded.xmax == pytest.approx(evals[-1], rel=1e-9)
+    assert plain.alpha != unbounded.alpha
+
