@@ -40,7 +40,7 @@ import scipy.linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inspector.eigen import CpuBackend
+from inspector.eigen import CpuBackend, _blas_threads
 from inspector.metrics import measure_layer
 from inspector.options import AnalysisOptions
 from inspector.powerlaw import fit_power_law
@@ -115,7 +115,8 @@ def _cpu_row(
         ours_time = best_of(lambda: backend.eigenvalues_batch(array), runs)
     svd_time = best_of(lambda: svd_eigenvalues(stack), max(1, runs // 2))
     grams = [W.astype(np.float64).T @ W.astype(np.float64) for W in stack]
-    floor_time = best_of(lambda: [np.linalg.eigvalsh(G) for G in grams], runs)
+    with _blas_threads(N, M):  # the same BLAS thread policy as our route
+        floor_time = best_of(lambda: [np.linalg.eigvalsh(G) for G in grams], runs)
     ours_evals = np.sort(np.concatenate(list(backend.eigenvalues_batch(array))))
     reference = svd_eigenvalues(stack)
     half = reference.size // 2
