@@ -133,6 +133,13 @@ def test_device_selection() -> None:
         assert make_backend(Device.AUTO).name == "cpu-gram"
 
 
+def test_device_selection_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(UsageError, match="needs torch"):
+        make_backend(Device.CUDA)
+    assert make_backend(Device.AUTO).name == "cpu-gram"
+
+
 def test_cpu_path_never_imports_torch() -> None:
     code = (
         "import sys\n"
