@@ -5,14 +5,16 @@ One small interface, `EigenBackend`, with two implementations:
 * `CpuBackend` (numpy/scipy, the default). Route "gram" forms X = W^T W in float64 and calls the
   symmetric eigensolver (LAPACK syevd); route "svd" runs scipy's float64 SVD (gesdd), which is what
   weightwatcher 0.7.7 does on a CPU (`RMT_Util.svd_vals`, reference §2.2). Gram + eigh costs N*M^2 + 4/3 M^3
-  flops against gesdd's roughly 4*N*M^2 + 8*M^3, and is 3-10x faster in benchmarks/bench_eigen.py. Its
+  flops against gesdd's roughly 4*N*M^2 + 8*M^3, and is 2-13x faster in benchmarks/bench_eigen.py. Its
   eigenvalues carry an absolute error of order M * eps64 * lambda_max, so the largest ones agree with the SVD
   to ~1e-13 relative; a matrix whose smallest eigenvalues fall into that noise (a rank-deficient matrix, where
   the rank decision needs them) is redone with the SVD, so `rank_loss` never depends on the route.
-* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`, float64 by default;
-  float32 on CUDA when asked, with TF32 switched off so that the Gram matrix is a true float32 product.
+* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`; float32 on CUDA (the
+  `--device cuda` default), with TF32 switched off so that the Gram matrix is a true float32 product, and the
+  same fallback: a matrix whose small eigenvalues sink into the float32 noise is redone in float64.
 
-torch is never imported on the CPU path: `wwinspect` must start fast (PRODUCT.md, `--device`).
+torch is never imported on the CPU path, nor scipy on the default route: `wwinspect` must start fast
+(PRODUCT.md, `--device`). Small problems run on one BLAS thread (see _SINGLE_THREAD_MAX_M).
 """
 
 from __future__ import annotations
