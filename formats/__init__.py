@@ -1,15 +1,11 @@
 """Model-file readers: what is in a file, read lazily and safely, and nothing about spectra.
 
-Importing this package registers every reader; `open_model(path)` picks one by magic bytes, then suffix.
+`open_model(path)` picks a reader by magic bytes, then suffix. The reader modules are declared here in
+detection order and imported only when detection reaches them.
 """
 
 from __future__ import annotations
 
-from formats import gguf_reader as _gguf_reader  # noqa: F401 - registers the format
-from formats import hdf5_reader as _hdf5_reader  # noqa: F401 - registers the format (before torch: .keras zips)
-from formats import onnx_reader as _onnx_reader  # noqa: F401 - registers the format
-from formats import safetensors_reader as _safetensors_reader  # noqa: F401 - registers the format
-from formats import torch_reader as _torch_reader  # noqa: F401 - registers the format
 from formats.errors import (
     CorruptFileError,
     FormatError,
@@ -20,8 +16,20 @@ from formats.errors import (
     UnsupportedFormatError,
     WWInspectError,
 )
-from formats.registry import FormatSpec, detect, open_model, registered_formats
+from formats.registry import FormatSpec, declare, detect, open_model, registered_formats
 from formats.types import DType, FormatHint, Layout, Reader, Role, TensorInfo, TensorRef, WeightKind
+
+# Detection order: safetensors first (the most common and a cheap, exact header check), then the formats
+# with magic bytes; the HDF5 reader must come before the PyTorch one, since both claim zip archives
+# (.keras zips versus torch archives); ONNX, which has no magic, last.
+for _module in (
+    "formats.safetensors_reader",
+    "formats.gguf_reader",
+    "formats.hdf5_reader",
+    "formats.torch_reader",
+    "formats.onnx_reader",
+):
+    declare(_module)
 
 __all__ = [
     "CorruptFileError",

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer._click import exceptions as click_exceptions  # typer >= 0.29 vendors click
+from typer._click import exceptions as click_exceptions  # typer >= 0.26 vendors click
 from typer.core import TyperCommand
 
 from formats.errors import WWInspectError
