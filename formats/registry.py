@@ -85,7 +85,8 @@ def detect(path: Path) -> FormatSpec:
         for spec in _specs_in_detection_order():
             if spec.claims_directory is not None and spec.claims_directory(path):
                 return spec
-        raise UnknownFormatError(f"no sharded checkpoint found in this directory (tried {_tried()})", path=path)
+        message = f"no sharded checkpoint found in this directory (tried {_tried()})"
+        raise UnknownFormatError(message, path=path)
     try:
         with path.open("rb") as handle:
             head = handle.read(HEAD_SIZE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,15 @@ from inspector.config import find_pyproject, read_config
 from inspector.errors import UsageError
 from inspector.exitcodes import ExitCode, exit_code_for
 from inspector.gate import GateRules, evaluate_gate
-from inspector.options import AnalysisOptions, Device, FitMethod, FixFingers, Normalization, SpikeRule
+from inspector.options import (
+    AnalysisOptions,
+    Device,
+    FitMethod,
+    FixFingers,
+    MPMethod,
+    Normalization,
+    SpikeRule,
+)
 from inspector.outcome import OutputFormat, render_text, run_exit_code
 from inspector.records import Phase
 
@@ -220,6 +229,34 @@ def main_command(
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of the randomisation [default: 0].")
     ] = None,
+    mp_fit: Annotated[
+        MPMethod | None,
+        typer.Option(
+            "--mp-fit",
+            help="MP sigma fit: quantile (robust) or kde (weightwatcher's mp_fit) [default: quantile].",
+        ),
+    ] = None,
+    xmin_max: Annotated[
+        float | None,
+        typer.Option(
+            "--xmin-max", help="With --fix-fingers xmin_peak: the largest xmin considered.", metavar="X"
+        ),
+    ] = None,
+    max_fingers: Annotated[
+        int | None,
+        typer.Option(
+            "--max-fingers",
+            help="With --fix-fingers clip_xmax: most eigenvalues clipped [default: 10].",
+            min=1,
+        ),
+    ] = None,
+    finger_thresh: Annotated[
+        float | None,
+        typer.Option(
+            "--finger-thresh",
+            help="With clip_xmax: accept a clipped fit whose alpha drops by more than this [default: 1.0].",
+        ),
+    ] = None,
     fail_alpha_above: Annotated[
         float | None,
         typer.Option(
@@ -294,6 +331,10 @@ def main_command(
             spike_rule=_enum(SpikeRule, _pick(spike_rule, settings, "spike-rule", "tw"), "spike-rule"),
             randomize=bool(_pick(randomize, settings, "randomize", False)),
             seed=int(_pick(seed, settings, "seed", 0)),
+            mp_method=_enum(MPMethod, _pick(mp_fit, settings, "mp-fit", "quantile"), "mp-fit"),
+            xmin_max=_pick(xmin_max, settings, "xmin-max", None),
+            max_fingers=int(_pick(max_fingers, settings, "max-fingers", 10)),
+            finger_thresh=float(_pick(finger_thresh, settings, "finger-thresh", 1.0)),
         )
         if options.max_evals is not None and options.max_evals < options.min_evals:
             raise UsageError(f"--max-evals {options.max_evals} is below --min-evals {options.min_evals}")
@@ -313,6 +354,7 @@ def main_command(
             output=output,
             exit_zero=bool(_pick(exit_zero, settings, "exit-zero", False)),
             show_skipped=bool(_pick(show_skipped, settings, "show-skipped", False)),
+            debug=debug,
         )
     raise typer.Exit(code)
 
@@ -326,12 +368,17 @@ def _run(
     output: Path | None,
     exit_zero: bool,
     show_skipped: bool,
+    debug: bool,
 ) -> ExitCode:
     """Analyse, render, write; returns the exit code."""
     from inspector.eigen import make_backend
     from inspector.pipeline import analyze_paths
 
     backend = make_backend(options.device)  # fails early (exit 2) when --device cuda is unavailable
+    if not debug:
+        # Library warnings (numpy overflow notes, quadrature accuracy doubts) are not for the terminal:
+        # stderr carries progress and one-line errors only. --debug shows them.
+        warnings.simplefilter("ignore")
     progress, callbacks = _progress(sys.stderr.isatty() and output_format is not None)
     if progress is not None:
         with progress:

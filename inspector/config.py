@@ -33,6 +33,10 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "spike-rule": (str,),
     "randomize": (bool,),
     "seed": (int,),
+    "mp-fit": (str,),
+    "xmin-max": (int, float),
+    "max-fingers": (int,),
+    "finger-thresh": (int, float),
     "per-slice": (bool,),
     "show-skipped": (bool,),
 }

@@ -32,6 +32,7 @@ Deliberate differences from weightwatcher, all documented in docs/ and in the te
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,7 +292,9 @@ def fit_truncated_power_law(
         J, mean_s, mean_u = _tpl_moments(alpha, c, s_max)
         value = alpha * log_u_sum + c * u_sum + n * (math.log(J) - c)
         # d ln I / d alpha = -<ln u>, d ln I / d c = -<u> under the fitted law.
-        gradient = np.array([log_u_sum - n * mean_s, u_sum - n * mean_u])
+        # An infinite <u> (alpha <= 2 with no cutoff) means the likelihood falls steeply as Lambda leaves 0:
+        # a huge finite slope keeps L-BFGS-B's arithmetic finite and moves it the right way.
+        gradient = np.array([log_u_sum - n * mean_s, u_sum - n * min(mean_u, 1e300)])
         return value, gradient
 
     pl_beta = (
@@ -333,10 +336,23 @@ def _tpl_moments(alpha: float, c: float, s_max: float) -> tuple[float, float, fl
     def weight(s: float) -> float:
         return math.exp(log_weight(s))
 
+    if c == 0.0 and math.isinf(s_max):
+        # The plain power law on [1, inf): closed forms, and <u> = <x / xmin> is infinite for alpha <= 2
+        # (quadrature would overflow there).
+        beta = alpha - 1.0
+        return 1.0 / beta, 1.0 / beta, (beta / (beta - 1.0) if beta > 1.0 else math.inf)
+
     import scipy.integrate
 
     options = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
-    J = scipy.integrate.quad(weight, 0.0, s_max, **options)[0]
-    mean_s = scipy.integrate.quad(lambda s: s * weight(s), 0.0, s_max, **options)[0] / J
-    mean_u = scipy.integrate.quad(lambda s: math.exp(s + log_weight(s)), 0.0, s_max, **options)[0] / J
+    with warnings.catch_warnings():
+        # Near-flat or steep weights make quad doubt its own accuracy; the optimiser only needs a
+        # consistent objective, and a warning on stderr would break the one-line-errors contract.
+        warnings.simplefilter("ignore", scipy.integrate.IntegrationWarning)
+        J = scipy.integrate.quad(weight, 0.0, s_max, **options)[0]
+        mean_s = scipy.integrate.quad(lambda s: s * weight(s), 0.0, s_max, **options)[0] / J
+        try:
+            mean_u = scipy.integrate.quad(lambda s: math.exp(s + log_weight(s)), 0.0, s_max, **options)[0] / J
+        except OverflowError:
+            mean_u = math.inf
     return J, mean_s, mean_u

@@ -260,3 +260,35 @@ def test_reader_warnings_reach_the_report(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert document["reports"][0]["warnings"], "the trailing unused bytes should be reported"
     assert "warning:" in run_cli(gappy).stdout
+
+
+def test_normalization_scales_eigenvalues_but_never_alpha() -> None:
+    plain, _ = _json(DEFAULT)
+    per_n, _ = _json(DEFAULT, "--normalize", "per-n")
+    assert per_n["settings"]["normalization"] == "per-n"
+    for name in ("fc1.weight", "fc2.weight"):
+        a, b = _layers(plain)[name], _layers(per_n)[name]
+        assert b["alpha"] == pytest.approx(a["alpha"], rel=1e-12)
+        assert b["lambda_max"] == pytest.approx(a["lambda_max"] / a["N"], rel=1e-12)
+
+
+def test_spectral_options_reach_the_numbers() -> None:
+    kde, _ = _json(DEFAULT, "--mp-fit", "kde")
+    quantile, _ = _json(DEFAULT)
+    assert kde["settings"]["mp_method"] == "kde" and quantile["settings"]["mp_method"] == "quantile"
+    assert _layers(kde)["fc2.weight"]["mp_sigma"] != _layers(quantile)["fc2.weight"]["mp_sigma"]
+    randomized, _ = _json(DEFAULT, "--randomize", "--seed", "3")
+    again, _ = _json(DEFAULT, "--randomize", "--seed", "3")
+    layer = _layers(randomized)["fc2.weight"]
+    assert layer["rand_distance"] is not None and layer["rand_distance"] > 0
+    assert layer["rand_distance"] == _layers(again)["fc2.weight"]["rand_distance"]  # seeded: reproducible
+    truncated, _ = _json(DEFAULT, "--fit", "tpl")
+    assert _layers(truncated)["fc2.weight"]["Lambda"] is not None
+    assert _layers(quantile)["fc2.weight"]["Lambda"] is None
+
+
+def test_bad_enum_in_config_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.wwinspect]\nmp-fit = 'magic'\n")
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(DEFAULT)
+    assert result.exit_code == 2 and "mp-fit" in result.stderr
