@@ -288,7 +288,10 @@ def _open_zip(path: Path) -> _Archive:
         if byteorder is not None:
             if byteorder.file_size > 16:
                 raise CorruptFileError("the byteorder record is not 'little' or 'big'", path=path)
-            order = archive.read(byteorder).strip()
+            try:
+                order = archive.read(byteorder).strip()
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                raise CorruptFileError(f"cannot read {byteorder.filename} ({exc})", path=path) from exc
             if order != b"little":
                 raise UnsupportedFormatError(f"a {order[:8]!r}-endian checkpoint is not supported", path=path)
         pickle_info = by_name[pickles[0]]
