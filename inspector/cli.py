@@ -21,12 +21,11 @@ from typer.core import TyperCommand
 
 from formats.errors import WWInspectError
 from inspector import __version__
-from inspector.config import find_pyproject, read_config
+from inspector.config import RunSettings, find_pyproject, read_config, resolve_run
 from inspector.errors import UsageError
 from inspector.exitcodes import ExitCode, exit_code_for
-from inspector.gate import GateRules, evaluate_gate
+from inspector.gate import evaluate_gate
 from inspector.options import (
-    AnalysisOptions,
     Device,
     FitMethod,
     FixFingers,
@@ -95,27 +94,6 @@ def _reported_errors(debug: bool) -> Iterator[None]:
             raise
         _error_line(f"internal error ({type(exc).__name__}: {exc}); re-run with --debug and report it")
         raise typer.Exit(ExitCode.INTERNAL) from None
-
-
-def _pick(flag: Any, config: dict[str, Any], key: str, default: Any) -> Any:
-    """Command-line value if given, else the config's, else the default."""
-    if flag is not None and flag != () and flag != []:
-        return flag
-    return config.get(key, default)
-
-
-def _as_tuple(value: Any) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else tuple(value or ())
-
-
-def _enum(kind: type[Any], value: Any, key: str) -> Any:
-    if value is None or isinstance(value, kind):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(member.value for member in kind)
-        raise UsageError(f"invalid value {value!r} for {key} (choose from {choices})") from None
 
 
 def _progress(enabled: bool) -> tuple[Any, Any]:
@@ -310,82 +288,57 @@ def main_command(
         pyproject = config if config is not None else find_pyproject(Path.cwd())
         if config is not None and not config.is_file():
             raise UsageError(f"config file not found: {config}")
-        settings = read_config(pyproject) if pyproject is not None else {}
+        config_values = read_config(pyproject) if pyproject is not None else {}
 
-        chosen_format = (
-            OutputFormat.JSON
-            if json_flag
-            else _enum(OutputFormat, _pick(output_format, settings, "format", "table"), "format")
+        run = resolve_run(
+            {
+                "format": OutputFormat.JSON if json_flag else output_format,
+                "min-evals": min_evals,
+                "max-evals": max_evals,
+                "layer": layer,
+                "exclude": exclude,
+                "device": device,
+                "normalize": normalize,
+                "per-slice": per_slice,
+                "fit": fit,
+                "xmax": xmax,
+                "fix-fingers": fix_fingers,
+                "spike-rule": spike_rule,
+                "randomize": randomize,
+                "seed": seed,
+                "mp-fit": mp_fit,
+                "xmin-max": xmin_max,
+                "max-fingers": max_fingers,
+                "finger-thresh": finger_thresh,
+                "fail-alpha-above": fail_alpha_above,
+                "fail-alpha-below": fail_alpha_below,
+                "fail-phase": fail_phase,
+                "exit-zero": exit_zero,
+                "show-skipped": show_skipped,
+            },
+            config_values,
         )
-        options = AnalysisOptions(
-            min_evals=int(_pick(min_evals, settings, "min-evals", 10)),
-            max_evals=_pick(max_evals, settings, "max-evals", None),
-            layer_globs=_as_tuple(_pick(layer, settings, "layer", ())),
-            exclude_globs=_as_tuple(_pick(exclude, settings, "exclude", ())),
-            device=_enum(Device, _pick(device, settings, "device", "cpu"), "device"),
-            normalization=_enum(Normalization, _pick(normalize, settings, "normalize", "none"), "normalize"),
-            pool_conv=not bool(_pick(per_slice, settings, "per-slice", False)),
-            fit=_enum(FitMethod, _pick(fit, settings, "fit", "pl"), "fit"),
-            xmax=_pick(xmax, settings, "xmax", None),
-            fix_fingers=_enum(FixFingers, _pick(fix_fingers, settings, "fix-fingers", None), "fix-fingers"),
-            spike_rule=_enum(SpikeRule, _pick(spike_rule, settings, "spike-rule", "tw"), "spike-rule"),
-            randomize=bool(_pick(randomize, settings, "randomize", False)),
-            seed=int(_pick(seed, settings, "seed", 0)),
-            mp_method=_enum(MPMethod, _pick(mp_fit, settings, "mp-fit", "quantile"), "mp-fit"),
-            xmin_max=_pick(xmin_max, settings, "xmin-max", None),
-            max_fingers=int(_pick(max_fingers, settings, "max-fingers", 10)),
-            finger_thresh=float(_pick(finger_thresh, settings, "finger-thresh", 1.0)),
-        )
-        if options.max_evals is not None and options.max_evals < options.min_evals:
-            raise UsageError(f"--max-evals {options.max_evals} is below --min-evals {options.min_evals}")
-        rules = GateRules(
-            alpha_above=_pick(fail_alpha_above, settings, "fail-alpha-above", None),
-            alpha_below=_pick(fail_alpha_below, settings, "fail-alpha-below", None),
-            phases=tuple(
-                _enum(Phase, phase, "fail-phase")
-                for phase in _as_tuple(_pick(fail_phase, settings, "fail-phase", ()))
-            ),
-        )
-        code = _run(
-            paths,
-            options,
-            rules,
-            chosen_format,
-            output=output,
-            exit_zero=bool(_pick(exit_zero, settings, "exit-zero", False)),
-            show_skipped=bool(_pick(show_skipped, settings, "show-skipped", False)),
-            debug=debug,
-        )
+        code = _run(paths, run, output=output, debug=debug)
     raise typer.Exit(code)
 
 
-def _run(
-    paths: list[Path],
-    options: AnalysisOptions,
-    rules: GateRules,
-    output_format: OutputFormat,
-    *,
-    output: Path | None,
-    exit_zero: bool,
-    show_skipped: bool,
-    debug: bool,
-) -> ExitCode:
+def _run(paths: list[Path], run: RunSettings, *, output: Path | None, debug: bool) -> ExitCode:
     """Analyse, render, write; returns the exit code."""
     from inspector.eigen import make_backend
     from inspector.pipeline import analyze_paths
 
-    backend = make_backend(options.device)  # fails early (exit 2) when --device cuda is unavailable
+    backend = make_backend(run.options.device)  # fails early (exit 2) when --device cuda is unavailable
     if not debug:
         # Library warnings (numpy overflow notes, quadrature accuracy doubts) are not for the terminal:
         # stderr carries progress and one-line errors only. --debug shows them.
         warnings.simplefilter("ignore")
-    progress, callbacks = _progress(sys.stderr.isatty() and output_format is not None)
+    progress, callbacks = _progress(sys.stderr.isatty())
     if progress is not None:
         with progress:
-            reports = analyze_paths(paths, options, progress=callbacks[0], on_file=callbacks[1])
+            reports = analyze_paths(paths, run.options, progress=callbacks[0], on_file=callbacks[1])
     else:
-        reports = analyze_paths(paths, options)
-    gate = evaluate_gate(reports, rules)
+        reports = analyze_paths(paths, run.options)
+    gate = evaluate_gate(reports, run.rules)
     to_terminal = output is None and sys.stdout.isatty()
     console = Console(
         file=sys.stdout,
@@ -396,12 +349,12 @@ def _run(
     )
     text = render_text(
         reports,
-        output_format,
-        options=options,
+        run.output_format,
+        options=run.options,
         backend=backend.name,
         gate=gate,
-        gate_active=rules.active,
-        show_skipped=show_skipped,
+        gate_active=run.rules.active,
+        show_skipped=run.show_skipped,
         console=console,
     )
     if output is not None:
@@ -411,7 +364,7 @@ def _run(
     for report in reports:
         if report.error is not None:
             _error_line(report.error.message)
-    return run_exit_code(reports, gate, exit_zero=exit_zero)
+    return run_exit_code(reports, gate, exit_zero=run.exit_zero)
 
 
 def _write_stdout(text: str) -> None:

@@ -1,18 +1,34 @@
-"""Project settings from `[tool.wwinspect]` in the nearest pyproject.toml (command-line flags win).
+"""Run settings from command-line flags and `[tool.wwinspect]` in the nearest pyproject.toml (flags win).
 
 Keys use the flag names without dashes in front (`fail-alpha-above = 6`); underscores work too. An
 unknown key or a value of the wrong type is a usage error (exit code 2), so a typo never silently
-disables a gate.
+disables a gate. `resolve_run` turns flags and config into the frozen objects the run uses.
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from inspector.errors import UsageError
+from inspector.gate import GateRules
+from inspector.options import (
+    AnalysisOptions,
+    Device,
+    FitMethod,
+    FixFingers,
+    MPMethod,
+    Normalization,
+    SpikeRule,
+)
+from inspector.outcome import OutputFormat
+from inspector.records import Phase
+
+EnumType = TypeVar("EnumType", bound=Enum)
 
 #: Each key and the Python types its value may have.
 CONFIG_KEYS: dict[str, tuple[type, ...]] = {
@@ -84,3 +100,79 @@ def validate_config(section: Mapping[str, Any], source: Path) -> dict[str, Any]:
             raise UsageError(f"{source}: [tool.wwinspect] {raw_key} must be a list of strings")
         config[key] = value
     return config
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything one run needs besides its paths."""
+
+    options: AnalysisOptions
+    rules: GateRules
+    output_format: OutputFormat
+    exit_zero: bool
+    show_skipped: bool
+
+
+def resolve_run(flags: Mapping[str, Any], config: Mapping[str, Any]) -> RunSettings:
+    """Combine flags (keyed like the config; None or empty when not given) with the config and defaults."""
+
+    def pick(key: str, default: Any) -> Any:
+        value = flags.get(key)
+        if value is not None and value != () and value != []:
+            return value
+        return config.get(key, default)
+
+    def choice(kind: type[EnumType], key: str, default: str | None) -> EnumType | None:
+        value = pick(key, default)
+        if value is None or isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            choices = ", ".join(str(member.value) for member in kind)
+            raise UsageError(f"invalid value {value!r} for {key} (choose from {choices})") from None
+
+    def names(key: str) -> tuple[str, ...]:
+        value = pick(key, ())
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    options = AnalysisOptions(
+        min_evals=int(pick("min-evals", 10)),
+        max_evals=pick("max-evals", None),
+        layer_globs=names("layer"),
+        exclude_globs=names("exclude"),
+        device=choice(Device, "device", "cpu") or Device.CPU,
+        normalization=choice(Normalization, "normalize", "none") or Normalization.NONE,
+        pool_conv=not bool(pick("per-slice", False)),
+        fit=choice(FitMethod, "fit", "pl") or FitMethod.POWER_LAW,
+        xmax=pick("xmax", None),
+        fix_fingers=choice(FixFingers, "fix-fingers", None),
+        spike_rule=choice(SpikeRule, "spike-rule", "tw") or SpikeRule.TRACY_WIDOM,
+        randomize=bool(pick("randomize", False)),
+        seed=int(pick("seed", 0)),
+        mp_method=choice(MPMethod, "mp-fit", "quantile") or MPMethod.QUANTILE,
+        xmin_max=pick("xmin-max", None),
+        max_fingers=int(pick("max-fingers", 10)),
+        finger_thresh=float(pick("finger-thresh", 1.0)),
+    )
+    if options.max_evals is not None and options.max_evals < options.min_evals:
+        raise UsageError(f"--max-evals {options.max_evals} is below --min-evals {options.min_evals}")
+    phases: list[Phase] = []
+    for name in names("fail-phase"):
+        try:
+            phases.append(Phase(name))
+        except ValueError:
+            choices = ", ".join(phase.value for phase in Phase)
+            raise UsageError(f"invalid value {name!r} for fail-phase (choose from {choices})") from None
+    rules = GateRules(
+        alpha_above=pick("fail-alpha-above", None),
+        alpha_below=pick("fail-alpha-below", None),
+        phases=tuple(phases),
+    )
+    return RunSettings(
+        options=options,
+        rules=rules,
+        output_format=choice(OutputFormat, "format", "table") or OutputFormat.TABLE,
+        exit_zero=bool(pick("exit-zero", False)),
+        show_skipped=bool(pick("show-skipped", False)),
+    )
