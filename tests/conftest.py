@@ -59,3 +59,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             )
             for line in _missing_dependency_skips:
                 reporter.write_line(f"  {line}", red=True)
+
+
+def assert_refused(opener: Any, path: Path, error: type[Exception], match: str) -> None:
+    """`opener(path)` raises `error` (matching `match`) while listing or reading, and the CLI exits 3 with
+    exactly one line on stderr and no traceback."""
+    with pytest.raises(error, match=match), opener(path) as reader:
+        for ref in reader.tensors():
+            if ref.info.skip_reason is None:
+                ref.read()
+    result = run_cli(path)
+    assert result.exit_code == 3, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
