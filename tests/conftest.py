@@ -71,3 +71,16 @@ def assert_refused(opener: Any, path: Path, error: type[Exception], match: str) 
     result = run_cli(path)
     assert result.exit_code == 3, result.output
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def listing(reader: Any) -> list[dict[str, Any]]:
+    """What a reader lists, in its order, in the manifests' shape (aliases sorted)."""
+    return [
+        {
+            "name": ref.info.name,
+            "shape": list(ref.info.shape),
+            "dtype": ref.info.dtype.value,
+            "aliases": sorted(ref.info.aliases),
+        }
+        for ref in reader.tensors()
+    ]

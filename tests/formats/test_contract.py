@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from formats import FormatError, open_model
-from tests.conftest import FIXTURES, load_manifests
+from tests.conftest import FIXTURES, listing, load_manifests
 
 MANIFESTS = load_manifests()
 
@@ -31,15 +31,7 @@ def test_there_are_fixtures_of_every_format() -> None:
 def test_reader_lists_exactly_the_manifest_tensors(manifest: dict[str, Any]) -> None:
     with open_model(FIXTURES / manifest["fixture"]) as reader:
         assert reader.format == manifest["format"]
-        listed = [
-            {
-                "name": ref.info.name,
-                "shape": list(ref.info.shape),
-                "dtype": ref.info.dtype.value,
-                "aliases": sorted(ref.info.aliases),
-            }
-            for ref in reader.tensors()
-        ]
+        listed = listing(reader)
     expected = [
         {
             "name": entry["name"],
