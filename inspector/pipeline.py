@@ -9,7 +9,7 @@ as the file's error.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +70,6 @@ def _measured(
     slice_index: int | None = None,
 ) -> LayerRecord:
     """Measure one (pooled or single-slice) ESD and fill the record; numerical failures become FAILED."""
-    from dataclasses import replace
-
     N, M = record.N or 0, record.M or 0
     try:
         metrics = measure_layer(matrices, N=N, M=M, scale=scale, options=options, backend=backend)
@@ -171,7 +169,3 @@ def analyze_paths(
             )
     return reports
 
-
-def backend_name(options: AnalysisOptions) -> str:
-    """The name of the backend the options select (for the report's settings)."""
-    return make_backend(options.device).name
