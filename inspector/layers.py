@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -215,28 +215,25 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
 
 
 def _apply_filters(plan: LayerPlan, info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
-    """Name filters, then the eigenvalue-count bounds; each skip says which option caused it."""
+    """Name filters, then the eigenvalue-count bounds; each skip says which option caused it.
+
+    A filtered layer keeps its dimensions and slice count, so its record still says what it is.
+    """
     if options.layer_globs and _matches(info.name, info.aliases, options.layer_globs) is None:
         reason = "not selected by --layer " + " ".join(repr(glob) for glob in options.layer_globs)
-        return _skip(plan.kind, plan.role, reason, (plan.N or 0, plan.M or 0))
+        return replace(plan, skip_reason=reason)
     excluded = _matches(info.name, info.aliases, options.exclude_globs)
     if excluded is not None:
-        return _skip(plan.kind, plan.role, f"excluded by --exclude {excluded!r}", (plan.N or 0, plan.M or 0))
+        return replace(plan, skip_reason=f"excluded by --exclude {excluded!r}")
+    if plan.M == 0:
+        return replace(plan, skip_reason="empty tensor (a dimension is 0)")
     per_slice = plan.slice_axes in ("trailing", "leading") and not options.pool_conv
     count = (plan.M or 0) if per_slice else plan.num_evals
-    if plan.M == 0:
-        return _skip(plan.kind, plan.role, "empty tensor (a dimension is 0)", (plan.N or 0, 0))
     if count < options.min_evals:
         unit = "eigenvalues per slice" if per_slice else "eigenvalues"
-        reason = f"{count} {unit}, fewer than --min-evals {options.min_evals}"
-        return LayerPlan(
-            plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason
-        )
+        return replace(plan, skip_reason=f"{count} {unit}, fewer than --min-evals {options.min_evals}")
     if options.max_evals is not None and count > options.max_evals:
-        reason = f"{count} eigenvalues, more than --max-evals {options.max_evals}"
-        return LayerPlan(
-            plan.kind, plan.role, plan.N, plan.M, plan.num_slices, plan.slice_axes, plan.scale, reason
-        )
+        return replace(plan, skip_reason=f"{count} eigenvalues, more than --max-evals {options.max_evals}")
     return plan
 
 
