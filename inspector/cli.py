@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer._click import exceptions as click_exceptions  # typer >= 0.26 vendors click
 from typer.core import TyperCommand
 
@@ -100,6 +99,7 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
     """A rich progress bar on a terminal stderr, or nothing."""
     if not enabled:
         return None, None
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
@@ -264,6 +264,16 @@ def main_command(
     show_skipped: Annotated[
         bool | None, typer.Option("--show-skipped", help="List skipped tensors in the table.")
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Worker processes per file; 0: one per CPU [default: 0]. Results do not depend on it.",
+            min=0,
+            metavar="N",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="pyproject.toml to read [tool.wwinspect] from [default: nearest]."),
@@ -315,6 +325,7 @@ def main_command(
                 "fail-phase": fail_phase,
                 "exit-zero": exit_zero,
                 "show-skipped": show_skipped,
+                "jobs": jobs,
             },
             config_values,
         )
@@ -335,18 +346,12 @@ def _run(paths: list[Path], run: RunSettings, *, output: Path | None, debug: boo
     progress, callbacks = _progress(sys.stderr.isatty())
     if progress is not None:
         with progress:
-            reports = analyze_paths(paths, run.options, progress=callbacks[0], on_file=callbacks[1])
+            reports = analyze_paths(
+                paths, run.options, progress=callbacks[0], on_file=callbacks[1], jobs=run.jobs
+            )
     else:
-        reports = analyze_paths(paths, run.options)
+        reports = analyze_paths(paths, run.options, jobs=run.jobs)
     gate = evaluate_gate(reports, run.rules)
-    to_terminal = output is None and sys.stdout.isatty()
-    console = Console(
-        file=sys.stdout,
-        force_terminal=to_terminal,
-        width=None if to_terminal else 200,
-        no_color=not to_terminal or "NO_COLOR" in os.environ,
-        highlight=False,
-    )
     text = render_text(
         reports,
         run.output_format,
@@ -355,7 +360,7 @@ def _run(paths: list[Path], run: RunSettings, *, output: Path | None, debug: boo
         gate=gate,
         gate_active=run.rules.active,
         show_skipped=run.show_skipped,
-        console=console,
+        to_terminal=output is None and sys.stdout.isatty(),
     )
     if output is not None:
         output.write_text(text, encoding="utf-8")

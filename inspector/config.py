@@ -55,6 +55,7 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "finger-thresh": (int, float),
     "per-slice": (bool,),
     "show-skipped": (bool,),
+    "jobs": (int,),
 }
 
 
@@ -111,6 +112,7 @@ class RunSettings:
     output_format: OutputFormat
     exit_zero: bool
     show_skipped: bool
+    jobs: int = 0  # worker processes per file; 0: one per usable CPU
 
 
 def resolve_run(flags: Mapping[str, Any], config: Mapping[str, Any]) -> RunSettings:
@@ -169,10 +171,14 @@ def resolve_run(flags: Mapping[str, Any], config: Mapping[str, Any]) -> RunSetti
         alpha_below=pick("fail-alpha-below", None),
         phases=tuple(phases),
     )
+    jobs = int(pick("jobs", 0))
+    if jobs < 0:
+        raise UsageError(f"jobs must be 0 (one per CPU) or more, not {jobs}")
     return RunSettings(
         options=options,
         rules=rules,
         output_format=choice(OutputFormat, "format", "table") or OutputFormat.TABLE,
         exit_zero=bool(pick("exit-zero", False)),
         show_skipped=bool(pick("show-skipped", False)),
+        jobs=jobs,
     )

@@ -46,6 +46,9 @@ _GRAM_NOISE_FACTOR = 64.0
 # every thread (M = 2048: 0.5 s against 0.85 s on an idle machine).
 _SINGLE_THREAD_MAX_M = 1024
 _SINGLE_THREAD_MAX_FLOPS = 1e9
+# Row blocks of the float64 Gram product: 2**20 elements (8 MB) keeps a block in the last-level cache while
+# each syrk call still has enough rows to run at full speed (1024 to 8192 rows of 384 measured alike).
+_GRAM_BLOCK_ELEMENTS = 1 << 20
 
 
 class EigenBackend(Protocol):
@@ -122,10 +125,8 @@ class CpuBackend:
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
         N, M = matrix.shape
         if self.route == "gram":
-            W = np.asarray(matrix, dtype=np.float64)
-            # W.T @ W on one buffer: numpy dispatches this to BLAS syrk (half the flops of gemm).
             with _blas_threads(N, M):
-                evals = np.asarray(np.linalg.eigvalsh(W.T @ W), dtype=np.float64)
+                evals = np.asarray(np.linalg.eigvalsh(gram64(matrix)), dtype=np.float64)
             if _gram_is_reliable(evals, N, M, matrix.dtype):
                 return np.maximum(evals, 0.0)
         return _svd_eigenvalues(matrix)
@@ -134,15 +135,37 @@ class CpuBackend:
         k, N, M = matrices.shape
         if self.route == "svd":
             return np.stack([_svd_eigenvalues(W) for W in matrices])
-        stack = np.asarray(matrices, dtype=np.float64)
         with _blas_threads(N, M):
-            evals = np.linalg.eigvalsh(np.matmul(stack.transpose(0, 2, 1), stack))
+            evals = np.linalg.eigvalsh(np.stack([gram64(W) for W in matrices]))
         for i in range(k):
             if _gram_is_reliable(evals[i], N, M, matrices.dtype):
                 evals[i] = np.maximum(evals[i], 0.0)
             else:
                 evals[i] = _svd_eigenvalues(matrices[i])
         return evals
+
+
+def gram64(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
+    """W^T W in float64 for an N x M matrix of any float dtype, never holding a float64 copy of all of W.
+
+    Rows are widened in blocks of about _GRAM_BLOCK_ELEMENTS into one reused buffer and accumulated with
+    syrk: a 30522 x 384 float32 embedding costs 122 ms this way against 186 ms for widening it whole
+    (one thread), and the peak memory is the M x M result plus one block instead of 8 * N * M bytes.
+    """
+    N, M = matrix.shape
+    rows = max(1, _GRAM_BLOCK_ELEMENTS // max(M, 1))
+    if matrix.dtype == np.float64 or rows >= N:
+        W = np.asarray(matrix, dtype=np.float64)
+        # W.T @ W on one buffer: numpy dispatches this to BLAS syrk (half the flops of gemm).
+        return np.asarray(W.T @ W, dtype=np.float64)
+    gram = np.zeros((M, M), dtype=np.float64)
+    block = np.empty((rows, M), dtype=np.float64)
+    for start in range(0, N, rows):
+        stop = min(start + rows, N)
+        part = block[: stop - start]
+        part[...] = matrix[start:stop]
+        gram += part.T @ part
+    return gram
 
 
 def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:

@@ -4,11 +4,17 @@ Memory stays bounded by the largest layer: a tensor's values are read, cut into 
 dropped before the next tensor is read. Problems of one tensor (an unsupported dtype, NaN values) become
 skipped or failed records; problems of the file (`FormatError`) end that file's analysis and are reported
 as the file's error.
+
+With `jobs` > 1 and enough work (`min_parallel_work`), the tensors are measured in forked worker processes
+(`inspector.workers`): each worker opens the file itself and is sent only tensor indices, so no weights
+cross a pipe and memory stays bounded by `jobs` times the largest layer. The records, their order and every
+number are the same as in one process; only the wall-clock time differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,8 +22,8 @@ import numpy as np
 
 from formats import open_model
 from formats.errors import FormatError, TensorError
-from formats.types import TensorRef
-from inspector.eigen import EigenBackend, make_backend
+from formats.types import Reader, TensorRef
+from inspector.eigen import CpuBackend, EigenBackend, make_backend
 from inspector.errors import LayerFailedError
 from inspector.layers import LayerPlan, layer_matrices, plan_layer
 from inspector.metrics import measure_layer
@@ -25,9 +31,14 @@ from inspector.options import AnalysisOptions
 from inspector.phases import classify_metrics
 from inspector.records import FileError, LayerRecord, ModelReport, Status
 from inspector.summary import alpha_label, summarize
+from inspector.workers import can_fork, ordered_map, resolve_jobs
 
 #: Called after each layer with (layer name, layers done, layers in the file).
 ProgressCallback = Callable[[str, int, int], None]
+
+#: Below this much work (see `_work`; 1e9 is about 0.1 s on one core) a file is analysed in one process:
+#: forking workers and re-opening the file in each costs more than it saves on small models.
+MIN_PARALLEL_WORK = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,24 +127,85 @@ def _analyze_tensor(
     del matrices, values  # release the tensor before the next one is read
 
 
+def _work(plan: LayerPlan) -> float:
+    """Rough cost of measuring one tensor, in flop-like units: the Gram product N*M^2 per slice, plus the
+    eigensolver, whose M^3 runs at about a third of the product's speed (benchmarks/bench_eigen.py)."""
+    if plan.skip_reason is not None or plan.N is None or plan.M is None:
+        return 0.0
+    return float(plan.num_slices or 1) * (plan.N * plan.M**2 + 3.0 * plan.M**3)
+
+
+#: Per worker process: the files it has opened, with their tensor listings (see `_records_in_worker`).
+_worker_files: dict[Path, tuple[Reader, tuple[TensorRef, ...]]] = {}
+
+
+def _records_in_worker(
+    path: Path, index: int, name: str, options: AnalysisOptions, backend: EigenBackend
+) -> list[LayerRecord]:
+    """A worker's job: the records of tensor `index` of `path`, which the worker opens once and keeps open.
+
+    The worker opens the file itself because readers hold file positions, memory maps or a pipe to the
+    HDF5 helper process, none of which may be shared with the parent.
+    """
+    if path not in _worker_files:
+        reader = open_model(path)
+        _worker_files[path] = (reader, tuple(reader.tensors()))
+    refs = _worker_files[path][1]
+    if index >= len(refs) or refs[index].info.name != name:
+        raise FormatError(f"{path}: the file changed while it was being read (tensor {name!r} moved)")
+    ref = refs[index]
+    return list(_analyze_tensor(_Pending(index, ref, plan_layer(ref.info, options)), options, backend))
+
+
+def _worker_count(
+    runnable: Sequence[_Pending], jobs: int, backend: EigenBackend, min_parallel_work: float
+) -> int:
+    """How many processes to use for one file: 1 unless parallel work pays and is safe."""
+    if jobs <= 1 or len(runnable) < 2 or not can_fork() or not isinstance(backend, CpuBackend):
+        return 1  # the torch backend stays in one process: CUDA does not survive a fork
+    if sum(_work(item.plan) for item in runnable) < min_parallel_work:
+        return 1
+    return min(jobs, len(runnable))
+
+
 def analyze_file(
     path: Path,
     options: AnalysisOptions,
     backend: EigenBackend,
     progress: ProgressCallback | None = None,
+    *,
+    jobs: int = 1,
+    min_parallel_work: float = MIN_PARALLEL_WORK,
 ) -> ModelReport:
-    """Analyse every layer of one model file or sharded directory.
+    """Analyse every layer of one model file or sharded directory, in up to `jobs` processes.
 
     Raises:
         FormatError: the file cannot be read (the caller turns it into the report's error).
     """
-    with open_model(path) as reader:
+    with open_model(path) as reader, contextlib.ExitStack() as stack:
         pending = [
             _Pending(index, ref, plan_layer(ref.info, options)) for index, ref in enumerate(reader.tensors())
         ]
+        runnable = [item for item in pending if item.plan.skip_reason is None]
+        workers = _worker_count(runnable, jobs, backend, min_parallel_work)
+        from_workers: Generator[list[LayerRecord], None, None] | None = None
+        if workers > 1:
+            from_workers = stack.enter_context(
+                contextlib.closing(
+                    ordered_map(
+                        _records_in_worker,
+                        [(path, item.index, item.ref.info.name, options, backend) for item in runnable],
+                        [_work(item.plan) for item in runnable],
+                        jobs=workers,
+                    )
+                )
+            )
         layers: list[LayerRecord] = []
         for done, item in enumerate(pending, start=1):
-            layers.extend(_analyze_tensor(item, options, backend))
+            if from_workers is not None and item.plan.skip_reason is None:
+                layers.extend(next(from_workers))
+            else:
+                layers.extend(_analyze_tensor(item, options, backend))
             if progress is not None:
                 progress(item.ref.info.name, done, len(pending))
         metadata = {str(key): str(value) for key, value in reader.metadata().items()}
@@ -152,15 +224,26 @@ def analyze_paths(
     options: AnalysisOptions,
     progress: ProgressCallback | None = None,
     on_file: Callable[[Path], None] | None = None,
+    *,
+    jobs: int = 1,
+    min_parallel_work: float = MIN_PARALLEL_WORK,
 ) -> list[ModelReport]:
-    """Analyse each path in order; a file that cannot be read gets a report with its error instead."""
+    """Analyse each path in order; a file that cannot be read gets a report with its error instead.
+
+    `jobs`: worker processes per file (0: one per usable CPU); see `analyze_file`.
+    """
     backend = make_backend(options.device)
+    workers = resolve_jobs(jobs)
     reports: list[ModelReport] = []
     for path in paths:
         if on_file is not None:
             on_file(path)
         try:
-            reports.append(analyze_file(path, options, backend, progress))
+            reports.append(
+                analyze_file(
+                    path, options, backend, progress, jobs=workers, min_parallel_work=min_parallel_work
+                )
+            )
         except FormatError as exc:
             reports.append(
                 ModelReport(
@@ -168,4 +251,3 @@ def analyze_paths(
                 )
             )
     return reports
-

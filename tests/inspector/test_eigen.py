@@ -12,7 +12,15 @@ import pytest
 import scipy.linalg
 import torch
 
-from inspector.eigen import CpuBackend, TorchBackend, layer_eigenvalues, make_backend, rank_tolerance
+from inspector.eigen import (
+    _GRAM_BLOCK_ELEMENTS,
+    CpuBackend,
+    TorchBackend,
+    gram64,
+    layer_eigenvalues,
+    make_backend,
+    rank_tolerance,
+)
 from inspector.errors import UsageError
 from inspector.options import Device
 
@@ -40,6 +48,22 @@ def test_gram_route_agrees_with_a_float64_svd(N: int, M: int, dtype: type) -> No
     np.testing.assert_allclose(ours[-top:], reference[-top:], rtol=1e-9)
     # every eigenvalue: absolute error within the Gram noise floor M * eps * lambda_max
     assert np.max(np.abs(ours - reference)) <= 64 * M * np.finfo(np.float64).eps * reference[-1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_blocked_gram_equals_the_whole_float64_product(dtype: type) -> None:
+    # 3 blocks and a ragged last one: N * M well above the block size
+    M = 96
+    N = 2 * (_GRAM_BLOCK_ELEMENTS // M) + 17
+    W = heavy_tailed(np.random.default_rng(7), N, M, dtype)
+    whole = W.astype(np.float64).T @ W.astype(np.float64)
+    blocked = gram64(W)
+    assert blocked.dtype == np.float64
+    np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12 * np.abs(whole).max())
+    # a transposed (Fortran-ordered) view, as layers.py hands over for N >= M orientation
+    np.testing.assert_allclose(
+        gram64(np.ascontiguousarray(W.T).T), whole, rtol=1e-12, atol=1e-12 * np.abs(whole).max()
+    )
 
 
 def test_svd_route_is_weightwatchers_computation() -> None:

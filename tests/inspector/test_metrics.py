@@ -274,4 +274,3 @@ def test_xmax_is_read_on_the_reports_scale_and_bounds_the_fit() -> None:
     unbounded = measure(W)
     assert unbounded.xmax == pytest.approx(evals[-1], rel=1e-9)
     assert plain.alpha != unbounded.alpha
-
