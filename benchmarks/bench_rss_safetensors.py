@@ -10,12 +10,18 @@ numpy, one tensor at a time, and reused on later runs. Each measurement runs in 
 
 - reader: a driver that iterates `open_model(path).tensors()`, reads each tensor, takes its norm and
   drops it. This is the wwinspect streaming contract.
-- cli: `wwinspect FILE --format json > /dev/null` end to end (through `python -m inspector`).
+- cli --jobs 1: `wwinspect FILE --format json --jobs 1 > /dev/null` end to end (through
+  `python -m inspector`), one process.
+- cli --jobs N: the same with N forked workers (N = the default, one per CPU). `time -f %M` would report
+  only the largest single process, so this row samples the process tree every 20 ms and reports the peak
+  of the summed proportional set sizes (PSS, /proc/PID/smaps_rollup: shared library pages split among
+  the processes that map them, so nothing is counted twice). Its bound is per worker.
 - mmap reference (informational): `safetensors.safe_open(framework="numpy")` reading every tensor
   while the file stays mapped, to show that the bound is tight enough to catch whole-file mapping.
 
 Bound per row: largest tensor x 4 + 300 MB (a tensor, its float64 working copy and the Gram matrix,
-plus interpreter, numpy and scipy). torch must not be imported by the measured wwinspect processes; the
+plus interpreter, numpy and scipy); with N workers, 300 MB + N x (largest tensor x 4 + 100 MB), the
+100 MB being a worker's private interpreter pages. torch must not be imported by the measured wwinspect processes; the
 drivers check and report it.
 """
 
@@ -42,6 +48,9 @@ SEED = 1234
 SHAPES = [(4096, 2048, 48), (2048, 2048, 32), (2048, 512, 16)]
 
 
+WORKER_OVERHEAD_MB = 100
+
+
 @dataclass(frozen=True)
 class Measurement:
     name: str
@@ -50,10 +59,13 @@ class Measurement:
     torch_imported: str
     exit_code: int
     gating: bool  # informational rows do not decide the benchmark's exit code
+    workers: int = 0  # forked analysis workers (0: everything in one process)
 
     @property
     def bound_mb(self) -> float:
-        return self.largest_mb * 4 + OVERHEAD_MB
+        if self.workers == 0:
+            return self.largest_mb * 4 + OVERHEAD_MB
+        return OVERHEAD_MB + self.workers * (self.largest_mb * 4 + WORKER_OVERHEAD_MB)
 
     @property
     def passed(self) -> bool:
@@ -111,11 +123,11 @@ def drive_reader(path: str) -> None:
     print(json.dumps({"torch": "torch" in sys.modules, "checksum": total}), file=sys.stderr)
 
 
-def drive_cli(path: str) -> None:
+def drive_cli(path: str, jobs: str = "1") -> None:
     """Measured process: the CLI in this interpreter (same as `python -m inspector`), then report torch."""
     import runpy
 
-    sys.argv = ["wwinspect", path, "--format", "json"]
+    sys.argv = ["wwinspect", path, "--format", "json", "--jobs", jobs]
     code: int | str | None = 0
     try:
         runpy.run_module("inspector", run_name="__main__", alter_sys=True)
@@ -160,6 +172,63 @@ def measure(name: str, driver: str, path: Path, largest_mb: float, *, gating: bo
     return Measurement(name, largest_mb, peak_kb / 1024, torch_imported, code, gating)
 
 
+def _tree(root: int) -> list[int]:
+    """`root` and its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def measure_tree(name: str, path: Path, largest_mb: float, jobs: int) -> Measurement:
+    """Peak of the process tree's summed PSS, sampled every 20 ms, for the CLI with `jobs` workers."""
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, __file__, "_drive-cli", str(path), str(jobs)]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter, script and generated file
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    peak_kb, most_processes = 0, 1
+    while process.poll() is None:
+        pids = _tree(process.pid)
+        most_processes = max(most_processes, len(pids))
+        peak_kb = max(peak_kb, sum(_pss_kb(pid) for pid in pids))
+        time.sleep(0.02)
+    stderr = process.stderr.read() if process.stderr is not None else ""
+    torch_imported = "?"
+    for line in reversed(stderr.strip().splitlines()):
+        if line.startswith("{"):
+            torch_imported = "yes" if json.loads(line).get("torch") else "no"
+            break
+    code = 0 if process.returncode in (0, 1) else process.returncode
+    if code:
+        print(f"{name}: exit {process.returncode}: {stderr.strip()[-2000:]}", file=sys.stderr)
+    print(f"{name}: at most {most_processes} processes at once", file=sys.stderr)
+    return Measurement(name, largest_mb, peak_kb / 1024, torch_imported, code, True, workers=jobs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size-gb", type=float, default=2.0)
@@ -178,7 +247,12 @@ def main() -> int:
     largest_mb = max(rows * cols * 4 for rows, cols in shapes) / MB
     rows = [measure("reader", "_drive-reader", path, largest_mb, gating=True)]
     if not args.no_cli:
-        rows.append(measure("cli --format json", "_drive-cli", path, largest_mb, gating=True))
+        rows.append(measure("cli --jobs 1", "_drive-cli", path, largest_mb, gating=True))
+        from inspector.workers import resolve_jobs
+
+        jobs = resolve_jobs(0)
+        if jobs > 1:
+            rows.append(measure_tree(f"cli --jobs {jobs} (tree PSS)", path, largest_mb, jobs))
     if not args.no_reference and _has_safetensors():
         rows.append(measure("safetensors mmap (reference)", "_drive-mmap", path, largest_mb, gating=False))
     print(f"file: {path.relative_to(ROOT)}  {path.stat().st_size / MB:.0f} MB, {len(shapes)} float32 tensors")
@@ -201,12 +275,12 @@ def _has_safetensors() -> bool:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1].startswith("_drive-"):
+    if len(sys.argv) in (3, 4) and sys.argv[1].startswith("_drive-"):
         drivers = {
             "_drive-reader": drive_reader,
             "_drive-cli": drive_cli,
             "_drive-mmap": drive_mmap_reference,
         }
-        drivers[sys.argv[1]](sys.argv[2])
+        drivers[sys.argv[1]](*sys.argv[2:])
     else:
         sys.exit(main())
