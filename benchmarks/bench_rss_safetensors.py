@@ -21,8 +21,8 @@ numpy, one tensor at a time, and reused on later runs. Each measurement runs in 
 
 Bound per row: largest tensor x 4 + 300 MB (a tensor, its float64 working copy and the Gram matrix,
 plus interpreter, numpy and scipy); with N workers, 300 MB + N x (largest tensor x 4 + 100 MB), the
-100 MB being a worker's private interpreter pages. torch must not be imported by the measured wwinspect processes; the
-drivers check and report it.
+100 MB being a worker's private interpreter pages. torch must not be imported by the measured wwinspect
+processes; the drivers check and report it.
 """
 
 from __future__ import annotations
