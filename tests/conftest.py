@@ -84,3 +84,19 @@ def listing(reader: Any) -> list[dict[str, Any]]:
         }
         for ref in reader.tensors()
     ]
+
+
+def child_processes(pid: int) -> set[int]:
+    """Live (not zombie) child processes of `pid`, from /proc (Linux)."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since the listing
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tests.conftest import FIXTURES, ROOT, run_cli
+from tests.conftest import FIXTURES, ROOT, child_processes, run_cli
 from tests.inspector.test_parallel_pipeline import assert_same
 
 DEFAULT = FIXTURES / "digits_mlp.safetensors"
@@ -36,20 +35,6 @@ def _wwinspect(*args: str, **kwargs: object) -> subprocess.Popen[str]:
         cwd=ROOT,
         **kwargs,  # type: ignore[call-overload]
     )
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="utf-8") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -98,7 +83,7 @@ def test_ctrl_c_exits_130_and_leaves_no_worker_behind(tmp_path: Path) -> None:
     workers: set[int] = set()
     deadline = time.monotonic() + 60
     while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
-        workers = _children(process.pid)
+        workers = child_processes(process.pid)
         time.sleep(0.02)
     assert len(workers) == 2, "the workers never started"
     process.send_signal(signal.SIGINT)

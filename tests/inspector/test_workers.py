@@ -9,6 +9,7 @@ import time
 import pytest
 
 from inspector.workers import WorkerCrashedError, ordered_map, resolve_jobs, usable_cpus
+from tests.conftest import child_processes
 
 
 def _square_and_pid(value: int) -> tuple[int, int]:
@@ -33,20 +34,7 @@ def _sleep(seconds: float) -> float:
 
 
 def _children() -> set[int]:
-    """Live (non-zombie) child processes of this process, from /proc."""
-    me = os.getpid()
-    found: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            found.add(int(entry))
-    return found
+    return child_processes(os.getpid())
 
 
 def _wait_for_no_children(before: set[int], timeout: float = 10.0) -> set[int]:
