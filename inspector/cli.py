@@ -6,6 +6,7 @@ Errors are mapped to exit codes in one place (`inspector.exitcodes`) and reporte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -383,5 +384,24 @@ def _write_stdout(text: str) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the command, flush what it wrote, and leave without teardown.
+
+    A normal interpreter exit finalises every module and waits for BLAS to shut its thread pool down:
+    60-100 ms on the project's 2-core machine (measured against os._exit, same command, interleaved
+    runs), a tenth of a typical run. Nothing is left to do at that point: the report and any -o file are
+    written and closed, and the worker processes are reaped, so stdout and stderr are flushed and the
+    process ends with the command's exit code.
+    """
+    try:
+        app()
+        code: int | str | None = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    if isinstance(code, str):  # sys.exit("message"): Python's own convention, message and status 1
+        sys.stderr.write(code + "\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        # a reader that left early (| head), or a closed stream: nothing more can be delivered
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
+    os._exit(int(code or 0))

@@ -5,10 +5,11 @@ dropped before the next tensor is read. Problems of one tensor (an unsupported d
 skipped or failed records; problems of the file (`FormatError`) end that file's analysis and are reported
 as the file's error.
 
-With `jobs` > 1 and enough work (`min_parallel_work`), the tensors are measured in forked worker processes
-(`inspector.workers`): each worker opens the file itself and is sent only tensor indices, so no weights
-cross a pipe and memory stays bounded by `jobs` times the largest layer. The records, their order and every
-number are the same as in one process; only the wall-clock time differs.
+With `jobs` > 1 and enough work (`min_parallel_work`), the tensors are shared out between this process and
+`jobs - 1` forked children (`inspector.workers`): each child opens the file itself and receives only tensor
+numbers, so no weights cross a pipe and memory stays bounded by `jobs` times the largest layer. The records
+and their order are the same as in one process, and so is every number up to rounding (BLAS may sum in
+another order with another thread count); only the wall-clock time differs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from formats import open_model
 from formats.errors import FormatError, TensorError
-from formats.types import Reader, TensorRef
+from formats.types import TensorRef
 from inspector.eigen import CpuBackend, EigenBackend, make_backend
 from inspector.errors import LayerFailedError
 from inspector.layers import LayerPlan, layer_matrices, plan_layer
@@ -135,26 +136,26 @@ def _work(plan: LayerPlan) -> float:
     return float(plan.num_slices or 1) * (plan.N * plan.M**2 + 3.0 * plan.M**3)
 
 
-#: Per worker process: the files it has opened, with their tensor listings (see `_records_in_worker`).
-_worker_files: dict[Path, tuple[Reader, tuple[TensorRef, ...]]] = {}
+class _SharedWork:
+    """The analysable tensors of one file, as a forked worker sees them.
 
-
-def _records_in_worker(
-    path: Path, index: int, name: str, options: AnalysisOptions, backend: EigenBackend
-) -> list[LayerRecord]:
-    """A worker's job: the records of tensor `index` of `path`, which the worker opens once and keeps open.
-
-    The worker opens the file itself because readers hold file positions, memory maps or a pipe to the
-    HDF5 helper process, none of which may be shared with the parent.
+    The parent measures its share through its own reader; `reopen` runs in each forked child and swaps in
+    the child's own reader, because readers hold file positions, memory maps or a pipe to the HDF5 helper
+    process, none of which may be shared between processes.
     """
-    if path not in _worker_files:
-        reader = open_model(path)
-        _worker_files[path] = (reader, tuple(reader.tensors()))
-    refs = _worker_files[path][1]
-    if index >= len(refs) or refs[index].info.name != name:
-        raise FormatError(f"{path}: the file changed while it was being read (tensor {name!r} moved)")
-    ref = refs[index]
-    return list(_analyze_tensor(_Pending(index, ref, plan_layer(ref.info, options)), options, backend))
+
+    def __init__(self, path: Path, items: Sequence[_Pending]) -> None:
+        self.path = path
+        self.items = list(items)
+
+    def reopen(self) -> None:
+        reader = open_model(self.path)  # open for the child's lifetime; its exit closes it
+        refs = list(reader.tensors())
+        for position, item in enumerate(self.items):
+            ref = refs[item.index] if item.index < len(refs) else None
+            if ref is None or ref.info.name != item.ref.info.name:
+                raise FormatError(f"{self.path}: the file changed while it was being read")
+            self.items[position] = _Pending(item.index, ref, item.plan)
 
 
 def _worker_count(
@@ -190,13 +191,14 @@ def analyze_file(
         workers = _worker_count(runnable, jobs, backend, min_parallel_work)
         from_workers: Generator[list[LayerRecord], None, None] | None = None
         if workers > 1:
+            shared = _SharedWork(path, runnable)
             from_workers = stack.enter_context(
                 contextlib.closing(
                     ordered_map(
-                        _records_in_worker,
-                        [(path, item.index, item.ref.info.name, options, backend) for item in runnable],
+                        lambda position: list(_analyze_tensor(shared.items[position], options, backend)),
                         [_work(item.plan) for item in runnable],
                         jobs=workers,
+                        child_setup=shared.reopen,
                     )
                 )
             )

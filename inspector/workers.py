@@ -1,39 +1,56 @@
-"""Layer analysis spread over forked worker processes, results in file order.
+"""Items of work shared between this process and forked children, results yielded in item order.
 
 Why processes and not threads: the analysis is dominated by LAPACK's symmetric eigensolver, and two threads
 of one process run it no faster than one (measured on the project's 2-core machine: 60 solves of 384 x 384
 took 0.55 s in one thread and 0.52 s in two, with BLAS limited to one thread each), while two processes
-take 0.37 s. Why fork: a forked worker starts in milliseconds with numpy and the analysis code already
-imported, where a spawned one would pay the 0.3 s of imports again. Fork is used only where it is the
-platform's native, well-supported start method (Linux); elsewhere the analysis stays in one process.
+take 0.37 s. Why fork: a forked child starts in milliseconds with numpy and the analysis code already
+imported, where a spawned one would pay the 0.3 s of imports again. Fork is used only on Linux, where it is
+the native start method; elsewhere the caller stays in one process (`can_fork`).
 
-The pool knows nothing of models: it runs a picklable `job(*arguments)` per item in `jobs` processes,
-starting the costliest items first so that one large layer (an embedding) does not finish last, and yields
-the results in the items' own order. Each worker runs with `threads` BLAS threads, so that workers times
-threads never oversubscribes the cores, and ignores Ctrl-C: the parent handles it and stops the workers.
+How: the item numbers, costliest first (longest processing time first, so that one large layer does not
+finish last), are written to a pipe before forking. This process and `jobs - 1` children take the next
+number from that pipe whenever they are free (a 4-byte read from a pipe is atomic), so the load balances
+itself. A child runs `child_setup` once (to open its own file handles: nothing holding a file position,
+a memory map or a helper process may be shared with the parent) and sends each result back, pickled, on
+a pipe of its own. Only results are pickled, never the job, so `job` may be any closure. The parent
+collects the children's results between its own items and yields everything in item order.
+
+Children ignore Ctrl-C and end when the work runs out; the parent kills them if it stops early (an error,
+Ctrl-C, or a caller that stops asking). A child that dies without its results is a `WorkerCrashedError`.
+Each process runs BLAS with `usable_cpus() // jobs` threads, so the processes never oversubscribe the cores.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pickle
+import select
 import signal
+import struct
 import sys
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from inspector.errors import InspectError
 
 Result = TypeVar("Result")
 
-#: The default pool size (`--jobs 0`) never exceeds this: every worker holds one layer in memory.
+#: The default number of processes (`--jobs 0`) never exceeds this: every process holds one layer in memory.
 MAX_DEFAULT_JOBS = 8
+
+_ITEM = struct.Struct("<I")  # an item number on the task pipe
+_FRAME = struct.Struct("<Q")  # the length of one pickled result on a result pipe
+# Pipes are grown to 1 MiB (Linux's default limit for unprivileged processes): the task pipe must hold every
+# item number before the fork, and a child must not block on a full result pipe while the parent is busy
+# with an item of its own.
+_PIPE_BYTES = 1 << 20
 
 
 class WorkerCrashedError(InspectError):
-    """A worker process died without an answer (killed for memory, or a crash in native code)."""
+    """A worker process died without sending its results (killed for memory, or a crash in native code)."""
 
 
 def usable_cpus() -> int:
@@ -44,7 +61,7 @@ def usable_cpus() -> int:
 
 
 def resolve_jobs(requested: int) -> int:
-    """Worker processes for `--jobs`: 0 means one per usable CPU (at most MAX_DEFAULT_JOBS)."""
+    """Processes for `--jobs`: 0 means one per usable CPU (at most MAX_DEFAULT_JOBS)."""
     if requested < 0:
         raise ValueError(f"jobs must be >= 0, not {requested}")
     return requested if requested > 0 else min(usable_cpus(), MAX_DEFAULT_JOBS)
@@ -55,73 +72,210 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux")
 
 
-_blas_limit: Any = None  # the worker's threadpoolctl limiter, kept alive for the worker's lifetime
+@dataclass
+class _Child:
+    """The parent's view of one child: its pid, its result pipe and the bytes read from it so far."""
+
+    pid: int
+    fd: int
+    buffer: bytearray = field(default_factory=bytearray)
+    open: bool = True
+    reaped: bool = False  # once reaped, its pid may belong to another process: never signal it again
 
 
-def _init_worker(threads: int) -> None:
-    global _blas_limit
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(ImportError):
+@dataclass
+class _Outcome(Generic[Result]):
+    """One item's result, or the exception its job raised."""
+
+    value: Result | None = None
+    error: BaseException | None = None
+
+
+def _grow(fd: int) -> int:
+    """Ask for a _PIPE_BYTES pipe buffer; returns the size granted."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except OSError:
+        return 4096  # PIPE_BUF, the least any Linux pipe holds
+
+
+def _next_item(task_fd: int) -> int | None:
+    data = os.read(task_fd, _ITEM.size)
+    return _ITEM.unpack(data)[0] if data else None
+
+
+def _frame(index: int, outcome: _Outcome[Any]) -> bytes:
+    try:
+        payload = pickle.dumps((index, outcome.value, outcome.error), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an exception that does not pickle still reaches the parent, as text
+        error = RuntimeError(f"{type(outcome.error).__name__}: {outcome.error} ({exc})")
+        payload = pickle.dumps((index, None, error), protocol=pickle.HIGHEST_PROTOCOL)
+    return _FRAME.pack(len(payload)) + payload
+
+
+def _run_child(
+    job: Callable[[int], Any],
+    child_setup: Callable[[], None] | None,
+    task_fd: int,
+    result_fd: int,
+    threads: int,
+) -> None:
+    """A child's whole life; it ends in os._exit and never returns into the parent's code."""
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        _limit_blas(threads)
+        if child_setup is not None:
+            try:
+                child_setup()
+            except Exception:
+                os._exit(0)  # take no items: the parent and the other children do them all
+        while (index := _next_item(task_fd)) is not None:
+            try:
+                outcome: _Outcome[Any] = _Outcome(value=job(index))
+            except Exception as exc:
+                outcome = _Outcome(error=exc)
+            data = memoryview(_frame(index, outcome))
+            while data:
+                data = data[os.write(result_fd, data) :]
+    except BaseException:  # noqa: BLE001 - a child must end here whatever happens
+        code = 1
+    finally:
+        os._exit(code)
+
+
+_blas_limiter: Any = None  # this process's threadpoolctl limit, kept alive while it applies
+
+
+def _limit_blas(threads: int) -> Any:
+    """Limit BLAS to `threads` threads in this process; returns the limiter (restore_original_limits())."""
+    global _blas_limiter
+    try:
         from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    _blas_limiter = threadpool_limits(limits=threads, user_api="blas")
+    return _blas_limiter
 
-        _blas_limit = threadpool_limits(limits=threads, user_api="blas")
 
-
-def _stop(executor: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and end the workers now, not after their current item."""
-    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
+def _drain(children: list[_Child], outcomes: dict[int, _Outcome[Any]], timeout: float | None) -> None:
+    """Read whatever the children have sent (waiting up to `timeout` seconds for something, None: forever)."""
+    readable = [child.fd for child in children if child.open]
+    if not readable:
         return
-    # Before 3.14 concurrent.futures has no public way to stop running workers; without this an interrupted
-    # run would wait for each worker's current layer, minutes for a large one.
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
+    ready, _, _ = select.select(readable, [], [], timeout)
+    for child in children:
+        if child.fd not in ready:
+            continue
+        chunk = os.read(child.fd, _PIPE_BYTES)
+        if not chunk:
+            child.open = False
+            continue
+        child.buffer += chunk
+        while len(child.buffer) >= _FRAME.size:
+            (length,) = _FRAME.unpack_from(child.buffer)
+            if len(child.buffer) < _FRAME.size + length:
+                break
+            payload = bytes(child.buffer[_FRAME.size : _FRAME.size + length])
+            del child.buffer[: _FRAME.size + length]
+            index, value, error = pickle.loads(payload)  # noqa: S301 - from our own forked child
+            outcomes[index] = _Outcome(value=value, error=error)
+
+
+def _stop(children: list[_Child]) -> None:
+    """Kill and reap every child that is still running; close the result pipes."""
+    for child in children:
+        if not child.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+    _reap(children)
+
+
+def _reap(children: list[_Child]) -> None:
+    """Wait for every child to end and close its result pipe."""
+    for child in children:
+        if child.reaped:
+            continue
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child.pid, 0)
+        with contextlib.suppress(OSError):
+            os.close(child.fd)
+        child.open = False
+        child.reaped = True
 
 
 def ordered_map(
-    job: Callable[..., Result],
-    arguments: Sequence[tuple[Any, ...]],
+    job: Callable[[int], Result],
     costs: Sequence[float],
     *,
     jobs: int,
+    child_setup: Callable[[], None] | None = None,
 ) -> Generator[Result, None, None]:
-    """`job(*arguments[i])` for each i, computed in `jobs` forked processes, yielded in order of i.
+    """`job(i)` for i in range(len(costs)), computed by this process and `jobs - 1` forked children,
+    yielded in order of i. `child_setup()` runs once in each child before its first item.
 
-    Items start in decreasing `costs` (longest processing time first). An exception raised by an item is
-    raised here when its turn comes, after the items before it were yielded; the workers are then stopped.
+    An exception raised by `job(i)` is raised here when i's turn comes, after the results before it.
 
     Raises:
-        WorkerCrashedError: a worker died (the whole pool is unusable after that).
+        WorkerCrashedError: a child died before sending the results of the items it had taken.
     """
-    import multiprocessing
-
-    if len(arguments) != len(costs):
-        raise ValueError("one cost per item")
+    count = len(costs)
+    order = sorted(range(count), key=lambda i: -costs[i])
+    task_read, task_write = os.pipe()
+    children: list[_Child] = []
+    outcomes: dict[int, _Outcome[Result]] = {}
     threads = max(1, usable_cpus() // jobs)
-    executor = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker,
-        initargs=(threads,),
-    )
-    futures: dict[int, Future[Result]] = {}
+    limiter = _limit_blas(threads)
     try:
-        for index in sorted(range(len(arguments)), key=lambda i: -costs[i]):
-            futures[index] = executor.submit(job, *arguments[index])
-        for index in range(len(arguments)):
-            try:
-                result = futures.pop(index).result()
-            except BrokenProcessPool as exc:
+        if _grow(task_write) < count * _ITEM.size:
+            raise ValueError(f"too many items for one pipe: {count}")
+        os.write(task_write, b"".join(_ITEM.pack(i) for i in order))
+        os.close(task_write)  # the readers see end-of-file once the numbers run out
+        task_write = -1
+        for _ in range(jobs - 1):
+            result_read, result_write = os.pipe()
+            _grow(result_write)
+            pid = os.fork()
+            if pid == 0:  # the child
+                os.close(result_read)
+                for other in children:
+                    os.close(other.fd)
+                _run_child(job, child_setup, task_read, result_write, threads)
+            os.close(result_write)
+            children.append(_Child(pid=pid, fd=result_read))
+        next_index = 0
+        own_work_left = True
+        while next_index < count:
+            while next_index in outcomes:
+                outcome = outcomes.pop(next_index)
+                if outcome.error is not None:
+                    raise outcome.error
+                yield outcome.value  # type: ignore[misc]
+                next_index += 1
+            if next_index >= count:
+                break
+            if own_work_left and (index := _next_item(task_read)) is not None:
+                try:
+                    outcomes[index] = _Outcome(value=job(index))
+                except Exception as exc:
+                    outcomes[index] = _Outcome(error=exc)
+                _drain(children, outcomes, timeout=0)
+                continue
+            own_work_left = False
+            if not any(child.open for child in children):
                 raise WorkerCrashedError(
-                    "a worker process died while analysing layers (out of memory, or a crash in native code)",
+                    f"a worker process died before sending the results of item {next_index} (killed for "
+                    "memory, or a crash in native code)",
                     hint="re-run with --jobs 1 to analyse in one process",
-                ) from exc
-            yield result
+                )
+            _drain(children, outcomes, timeout=None)
+        _reap(children)
     finally:
-        if futures:  # stopped early: an item failed, Ctrl-C, or the caller stopped asking
-            _stop(executor)
-        else:
-            executor.shutdown(wait=True)
+        _stop(children)  # after _reap there is nothing left to stop
+        os.close(task_read)
+        if task_write >= 0:
+            os.close(task_write)
+        if limiter is not None:
+            limiter.restore_original_limits()

@@ -1,36 +1,16 @@
-"""The forked worker pool: results in order, errors at their turn, crashed workers, no process left behind."""
+"""The fork pool: results in order, errors at their turn, crashed workers, no process left behind."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 
 from inspector.workers import WorkerCrashedError, ordered_map, resolve_jobs, usable_cpus
 from tests.conftest import child_processes
-
-
-def _square_and_pid(value: int) -> tuple[int, int]:
-    return value * value, os.getpid()
-
-
-def _fail_at(value: int, bad: int) -> int:
-    if value == bad:
-        raise ValueError(f"item {value} is bad")
-    return value
-
-
-def _die_at(value: int, bad: int) -> int:
-    if value == bad:
-        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
-    return value
-
-
-def _sleep(seconds: float) -> float:
-    time.sleep(seconds)
-    return seconds
 
 
 def _children() -> set[int]:
@@ -47,21 +27,60 @@ def _wait_for_no_children(before: set[int], timeout: float = 10.0) -> set[int]:
     return _children() - before
 
 
-def test_results_come_in_item_order_from_other_processes() -> None:
+def _slow(seconds: float, then: Callable[[int], object]) -> Callable[[int], object]:
+    def job(index: int) -> object:
+        time.sleep(seconds)
+        return then(index)
+
+    return job
+
+
+def test_results_come_in_item_order_from_several_processes() -> None:
     before = _children()
-    values = list(range(20))
-    costs = [float(v % 7) for v in values]  # started in another order than they are yielded
-    results = list(ordered_map(_square_and_pid, [(v,) for v in values], costs, jobs=2))
-    assert [square for square, _ in results] == [v * v for v in values]
-    assert os.getpid() not in {pid for _, pid in results}
+    costs = [float(i % 7) for i in range(40)]  # started in another order than they are yielded
+    results = list(ordered_map(_slow(0.01, lambda i: (i * i, os.getpid())), costs, jobs=3))
+    assert [square for square, _ in results] == [i * i for i in range(40)]  # type: ignore[misc]
+    assert len({pid for _, pid in results}) >= 2  # type: ignore[misc]
     assert _wait_for_no_children(before) == set()
 
 
-def test_an_error_is_raised_at_its_turn_after_the_items_before_it() -> None:
+def test_the_job_may_be_a_closure_and_children_run_their_setup() -> None:
+    state = {"where": "parent"}
+
+    def setup() -> None:
+        state["where"] = "child"
+
+    results = list(ordered_map(_slow(0.01, lambda i: state["where"]), [1.0] * 30, jobs=2, child_setup=setup))
+    assert set(results) == {"parent", "child"}
+    assert state["where"] == "parent"
+
+
+def test_a_child_whose_setup_fails_leaves_its_share_to_the_others() -> None:
+    def setup() -> None:
+        raise OSError("cannot open the file again")
+
+    results = list(
+        ordered_map(_slow(0.005, lambda i: (i, os.getpid())), [1.0] * 12, jobs=3, child_setup=setup)
+    )
+    assert [i for i, _ in results] == list(range(12))  # type: ignore[misc]
+    assert {pid for _, pid in results} == {os.getpid()}  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("where", ["parent", "child"])
+def test_an_error_is_raised_at_its_turn_after_the_items_before_it(where: str) -> None:
     before = _children()
+    me = os.getpid()
+
+    def job(index: int) -> int:
+        time.sleep(0.01)
+        here = "parent" if os.getpid() == me else "child"
+        if index == 5 or (index > 5 and here == where):
+            raise ValueError(f"item {index} is bad in the {here}")
+        return index
+
     received: list[int] = []
     with pytest.raises(ValueError, match="item 5 is bad"):
-        for value in ordered_map(_fail_at, [(v, 5) for v in range(12)], [1.0] * 12, jobs=2):
+        for value in ordered_map(job, [1.0] * 12, jobs=2):
             received.append(value)
     assert received == [0, 1, 2, 3, 4]
     assert _wait_for_no_children(before) == set()
@@ -69,24 +88,46 @@ def test_an_error_is_raised_at_its_turn_after_the_items_before_it() -> None:
 
 def test_a_killed_worker_is_a_typed_error_not_a_hang() -> None:
     before = _children()
+    me = os.getpid()
+
+    def job(index: int) -> int:
+        time.sleep(0.01)
+        if os.getpid() != me:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        return index
+
     with pytest.raises(WorkerCrashedError, match="worker process died"):
-        list(ordered_map(_die_at, [(v, 3) for v in range(8)], [1.0] * 8, jobs=2))
+        list(ordered_map(job, [1.0] * 8, jobs=2))
     assert _wait_for_no_children(before) == set()
+
+
+def test_unpicklable_results_and_errors_still_reach_the_parent() -> None:
+    me = os.getpid()
+
+    def job(index: int) -> object:
+        time.sleep(0.01)
+        if os.getpid() != me:
+            raise ValueError(lambda: index)  # a lambda does not pickle
+        return index
+
+    with pytest.raises((ValueError, RuntimeError)):
+        list(ordered_map(job, [1.0] * 10, jobs=2))
 
 
 def test_a_caller_that_stops_early_stops_the_running_workers() -> None:
     before = _children()
     started = time.monotonic()
-    results = ordered_map(_sleep, [(0.0,), (30.0,), (30.0,)], [2.0, 1.0, 1.0], jobs=2)
-    assert next(results) == 0.0
-    results.close()  # both workers are in the middle of a 30 s item
+    me = os.getpid()
+
+    def job(index: int) -> int:
+        time.sleep(30.0 if os.getpid() != me and index > 0 else 0.0)  # the children get stuck
+        return index
+
+    results = ordered_map(job, [3.0, 2.0, 1.0, 1.0], jobs=3)
+    assert next(results) == 0
+    results.close()
     assert _wait_for_no_children(before) == set()
     assert time.monotonic() - started < 15.0
-
-
-def test_one_cost_per_item() -> None:
-    with pytest.raises(ValueError, match="one cost per item"):
-        list(ordered_map(_sleep, [(0.0,)], [], jobs=2))
 
 
 def test_jobs_zero_means_one_per_cpu() -> None:
