@@ -140,7 +140,7 @@ def _run_child(
             data = memoryview(_frame(index, outcome))
             while data:
                 data = data[os.write(result_fd, data) :]
-    except BaseException:  # noqa: BLE001 - a child must end here whatever happens
+    except BaseException:  # a child must end here whatever happens, never in the parent's code
         code = 1
     finally:
         os._exit(code)
