@@ -10,9 +10,10 @@ numpy, one tensor at a time, and reused on later runs. Each measurement runs in 
 
 - reader: a driver that iterates `open_model(path).tensors()`, reads each tensor, takes its norm and
   drops it. This is the wwinspect streaming contract.
-- cli --jobs 1: `wwinspect FILE --format json --jobs 1 > /dev/null` end to end (through
-  `python -m inspector`), one process.
-- cli --jobs N: the same with N forked workers (N = the default, one per CPU). `time -f %M` would report
+- cli --jobs 1: `wwinspect FILE --format json --jobs 1 > /dev/null` end to end (the command's typer app
+  in the measured process), one process.
+- cli --jobs N: the same in N processes (N = the default, one per CPU: the command and N - 1 forked
+  children). `time -f %M` would report
   only the largest single process, so this row samples the process tree every 20 ms and reports the peak
   of the summed proportional set sizes (PSS, /proc/PID/smaps_rollup: shared library pages split among
   the processes that map them, so nothing is counted twice). Its bound is per worker.
@@ -20,8 +21,8 @@ numpy, one tensor at a time, and reused on later runs. Each measurement runs in 
   while the file stays mapped, to show that the bound is tight enough to catch whole-file mapping.
 
 Bound per row: largest tensor x 4 + 300 MB (a tensor, its float64 working copy and the Gram matrix,
-plus interpreter, numpy and scipy); with N workers, 300 MB + N x (largest tensor x 4 + 100 MB), the
-100 MB being a worker's private interpreter pages. torch must not be imported by the measured wwinspect
+plus interpreter, numpy and scipy); with N processes, 300 MB + N x (largest tensor x 4 + 100 MB), the
+100 MB being a process's private interpreter pages. torch must not be imported by the measured wwinspect
 processes; the drivers check and report it.
 """
 
@@ -59,7 +60,7 @@ class Measurement:
     torch_imported: str
     exit_code: int
     gating: bool  # informational rows do not decide the benchmark's exit code
-    workers: int = 0  # forked analysis workers (0: everything in one process)
+    workers: int = 0  # processes sharing the analysis (0: one process, measured by time -f %M)
 
     @property
     def bound_mb(self) -> float:
@@ -124,13 +125,17 @@ def drive_reader(path: str) -> None:
 
 
 def drive_cli(path: str, jobs: str = "1") -> None:
-    """Measured process: the CLI in this interpreter (same as `python -m inspector`), then report torch."""
-    import runpy
+    """Measured process: the CLI's command in this interpreter, then report whether torch was imported.
+
+    It calls the typer app rather than `inspector.cli.main`, which ends the process with os._exit before
+    this driver could report.
+    """
+    from inspector.cli import app
 
     sys.argv = ["wwinspect", path, "--format", "json", "--jobs", jobs]
     code: int | str | None = 0
     try:
-        runpy.run_module("inspector", run_name="__main__", alter_sys=True)
+        app()
     except SystemExit as exit_:
         code = exit_.code
     finally:
