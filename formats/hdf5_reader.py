@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import struct
 import zipfile
@@ -52,8 +51,6 @@ from formats._hdf5_keras import (
 from formats.errors import CorruptFileError, FormatError, TensorError, UnsafeFileError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
 from formats.types import DType, Reader, TensorInfo, TensorRef
-
-logger = logging.getLogger(__name__)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"

@@ -33,7 +33,6 @@ Decisions that shape what `tensors()` yields:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -79,7 +78,6 @@ from formats.types import DType, FormatHint, Reader, TensorInfo, TensorRef
 if TYPE_CHECKING:
     import onnx
 
-logger = logging.getLogger(__name__)
 
 #: protobuf refuses messages over 2 GiB; larger models must use external data.
 MAX_PROTOBUF_BYTES = (1 << 31) - 1

@@ -30,7 +30,6 @@ Decisions documented here because they shape what `tensors()` yields:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -63,8 +62,6 @@ from formats.errors import (
 )
 from formats.registry import FormatSpec, register
 from formats.types import DType, FormatHint, Layout, Reader, TensorInfo, TensorRef
-
-logger = logging.getLogger(__name__)
 
 #: Largest header we parse; the reference implementation's `MAX_HEADER_SIZE` (safetensors/src/tensor.rs).
 MAX_HEADER_BYTES = 100_000_000
@@ -510,9 +507,7 @@ class SafetensorsReader(Reader):
         self._metadata = dict(metadata)
         self._closed = False
         self.bytes_materialized = 0
-        self.warnings = warnings
-        for warning in warnings:
-            logger.warning("%s", warning)
+        self.warnings = warnings  # reported with the file (table and JSON), not logged
 
     def tensors(self) -> Iterator[TensorRef]:
         """Yield every weight once, in header (or index) order, without reading tensor bytes."""
