@@ -20,7 +20,6 @@ torch is never imported on the CPU path, nor scipy on the default route: `wwinsp
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -28,6 +27,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from inspector import blas
 from inspector.errors import UsageError
 from inspector.options import Device
 
@@ -79,22 +79,11 @@ def rank_tolerance(lambda_max: float, N: int, dtype: np.dtype[Any]) -> float:
     return lambda_max * (N * eps) ** 2
 
 
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    """threadpoolctl's controller of the loaded BLAS libraries, or None without threadpoolctl."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
 def _blas_threads(N: int, M: int) -> contextlib.AbstractContextManager[Any]:
     """One BLAS thread for small problems (see _SINGLE_THREAD_MAX_M); others, as they are."""
-    controller = _blas_controller()
-    if controller is None or M > _SINGLE_THREAD_MAX_M or N * M * M > _SINGLE_THREAD_MAX_FLOPS:
+    if M > _SINGLE_THREAD_MAX_M or N * M * M > _SINGLE_THREAD_MAX_FLOPS:
         return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+    return blas.limited(1)
 
 
 def _gram_is_reliable(

@@ -34,6 +34,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from inspector import blas
 from inspector.errors import InspectError
 
 Result = TypeVar("Result")
@@ -120,13 +121,13 @@ def _run_child(
     child_setup: Callable[[], None] | None,
     task_fd: int,
     result_fd: int,
-    threads: int,
 ) -> None:
     """A child's whole life; it ends in os._exit and never returns into the parent's code."""
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-        _limit_blas(threads)
+        # BLAS's thread count needs no setting here: the parent limited it before forking, and a forked
+        # process inherits it.
         if child_setup is not None:
             try:
                 child_setup()
@@ -144,20 +145,6 @@ def _run_child(
         code = 1
     finally:
         os._exit(code)
-
-
-_blas_limiter: Any = None  # this process's threadpoolctl limit, kept alive while it applies
-
-
-def _limit_blas(threads: int) -> Any:
-    """Limit BLAS to `threads` threads in this process; returns the limiter (restore_original_limits())."""
-    global _blas_limiter
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    _blas_limiter = threadpool_limits(limits=threads, user_api="blas")
-    return _blas_limiter
 
 
 def _drain(children: list[_Child], outcomes: dict[int, _Outcome[Any]], timeout: float | None) -> None:
@@ -206,6 +193,75 @@ def _reap(children: list[_Child]) -> None:
         child.reaped = True
 
 
+def _task_pipe(order: Sequence[int]) -> int:
+    """A pipe holding every item number in `order`, its write end already closed; returns the read end."""
+    read_end, write_end = os.pipe()
+    try:
+        if _grow(write_end) < len(order) * _ITEM.size:
+            raise ValueError(f"too many items for one pipe: {len(order)}")
+        data = memoryview(b"".join(_ITEM.pack(index) for index in order))
+        while data:
+            data = data[os.write(write_end, data) :]
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)  # the readers see end-of-file once the numbers run out
+    return read_end
+
+
+def _fork_child(
+    job: Callable[[int], Any],
+    child_setup: Callable[[], None] | None,
+    task_read: int,
+    children: Sequence[_Child],
+) -> _Child:
+    result_read, result_write = os.pipe()
+    _grow(result_write)
+    pid = os.fork()
+    if pid == 0:  # the child: only its own result pipe's write end and the task pipe stay open
+        os.close(result_read)
+        for other in children:
+            os.close(other.fd)
+        _run_child(job, child_setup, task_read, result_write)  # ends with os._exit
+    os.close(result_write)
+    return _Child(pid=pid, fd=result_read)
+
+
+def _collect(
+    job: Callable[[int], Result], count: int, task_read: int, children: list[_Child]
+) -> Generator[Result, None, None]:
+    """This process's side: take items while there are any, read the children's results between them,
+    and yield every result in item order."""
+    outcomes: dict[int, _Outcome[Result]] = {}
+    next_index = 0
+    own_work_left = True
+    while next_index < count:
+        while next_index in outcomes:
+            outcome = outcomes.pop(next_index)
+            if outcome.error is not None:
+                raise outcome.error
+            yield outcome.value  # type: ignore[misc]
+            next_index += 1
+        if next_index >= count:
+            break
+        if own_work_left and (index := _next_item(task_read)) is not None:
+            try:
+                outcomes[index] = _Outcome(value=job(index))
+            except Exception as exc:
+                outcomes[index] = _Outcome(error=exc)
+            _drain(children, outcomes, timeout=0)
+            continue
+        own_work_left = False
+        if not any(child.open for child in children):
+            raise WorkerCrashedError(
+                f"a worker process died before sending the results of item {next_index} (killed for "
+                "memory, or a crash in native code)",
+                hint="re-run with --jobs 1 to analyse in one process",
+            )
+        _drain(children, outcomes, timeout=None)
+
+
 def ordered_map(
     job: Callable[[int], Result],
     costs: Sequence[float],
@@ -221,61 +277,14 @@ def ordered_map(
     Raises:
         WorkerCrashedError: a child died before sending the results of the items it had taken.
     """
-    count = len(costs)
-    order = sorted(range(count), key=lambda i: -costs[i])
-    task_read, task_write = os.pipe()
+    task_read = _task_pipe(sorted(range(len(costs)), key=lambda i: -costs[i]))
     children: list[_Child] = []
-    outcomes: dict[int, _Outcome[Result]] = {}
-    threads = max(1, usable_cpus() // jobs)
-    limiter = _limit_blas(threads)
-    try:
-        if _grow(task_write) < count * _ITEM.size:
-            raise ValueError(f"too many items for one pipe: {count}")
-        os.write(task_write, b"".join(_ITEM.pack(i) for i in order))
-        os.close(task_write)  # the readers see end-of-file once the numbers run out
-        task_write = -1
-        for _ in range(jobs - 1):
-            result_read, result_write = os.pipe()
-            _grow(result_write)
-            pid = os.fork()
-            if pid == 0:  # the child
-                os.close(result_read)
-                for other in children:
-                    os.close(other.fd)
-                _run_child(job, child_setup, task_read, result_write, threads)
-            os.close(result_write)
-            children.append(_Child(pid=pid, fd=result_read))
-        next_index = 0
-        own_work_left = True
-        while next_index < count:
-            while next_index in outcomes:
-                outcome = outcomes.pop(next_index)
-                if outcome.error is not None:
-                    raise outcome.error
-                yield outcome.value  # type: ignore[misc]
-                next_index += 1
-            if next_index >= count:
-                break
-            if own_work_left and (index := _next_item(task_read)) is not None:
-                try:
-                    outcomes[index] = _Outcome(value=job(index))
-                except Exception as exc:
-                    outcomes[index] = _Outcome(error=exc)
-                _drain(children, outcomes, timeout=0)
-                continue
-            own_work_left = False
-            if not any(child.open for child in children):
-                raise WorkerCrashedError(
-                    f"a worker process died before sending the results of item {next_index} (killed for "
-                    "memory, or a crash in native code)",
-                    hint="re-run with --jobs 1 to analyse in one process",
-                )
-            _drain(children, outcomes, timeout=None)
-        _reap(children)
-    finally:
-        _stop(children)  # after _reap there is nothing left to stop
-        os.close(task_read)
-        if task_write >= 0:
-            os.close(task_write)
-        if limiter is not None:
-            limiter.restore_original_limits()
+    with blas.limited(max(1, usable_cpus() // jobs)):  # set before forking: the children inherit it
+        try:
+            for _ in range(jobs - 1):
+                children.append(_fork_child(job, child_setup, task_read, children))
+            yield from _collect(job, len(costs), task_read, children)
+            _reap(children)
+        finally:
+            _stop(children)  # after _reap there is nothing left to stop
+            os.close(task_read)
