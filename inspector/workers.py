@@ -48,6 +48,7 @@ _FRAME = struct.Struct("<Q")  # the length of one pickled result on a result pip
 # item number before the fork, and a child must not block on a full result pipe while the parent is busy
 # with an item of its own.
 _PIPE_BYTES = 1 << 20
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class WorkerCrashedError(InspectError):
@@ -116,6 +117,18 @@ def _frame(index: int, outcome: _Outcome[Any]) -> bytes:
     return _FRAME.pack(len(payload)) + payload
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this child when its parent dies (killed, or ended by a signal), so that no
+    orphan goes on computing layers nobody will read (Linux prctl PR_SET_PDEATHSIG)."""
+    parent = os.getppid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os._exit(1)
+
+
 def _run_child(
     job: Callable[[int], Any],
     child_setup: Callable[[], None] | None,
@@ -125,6 +138,7 @@ def _run_child(
     """A child's whole life; it ends in os._exit and never returns into the parent's code."""
     code = 0
     try:
+        _die_with_parent()
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
         # BLAS's thread count needs no setting here: the parent limited it before forking, and a forked
         # process inherits it.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from inspector.workers import WorkerCrashedError, ordered_map, resolve_jobs, usable_cpus
-from tests.conftest import child_processes
+from tests.conftest import ROOT, child_processes
 
 
 def _children() -> set[int]:
@@ -128,6 +131,43 @@ def test_a_caller_that_stops_early_stops_the_running_workers() -> None:
     results.close()
     assert _wait_for_no_children(before) == set()
     assert time.monotonic() - started < 15.0
+
+
+def test_no_file_descriptor_is_left_open() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    assert list(ordered_map(_slow(0.005, lambda i: i), [1.0] * 10, jobs=3)) == list(range(10))
+    with pytest.raises(ZeroDivisionError):
+        list(ordered_map(_slow(0.005, lambda i: 1 // 0 if i == 4 else i), [1.0] * 10, jobs=3))
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
+    # A parent process that forks workers stuck in a 60 s item, then is killed outright.
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from inspector.workers import ordered_map\n"
+        "me = os.getpid()\n"
+        "def job(i):\n"
+        "    if os.getpid() != me:\n"
+        "        print(os.getpid(), flush=True)\n"
+        "        time.sleep(60)\n"
+        "    else:\n"
+        "        time.sleep(60)\n"
+        "    return i\n"
+        "list(ordered_map(job, [1.0] * 4, jobs=3))\n"
+    )
+    parent = subprocess.Popen(  # noqa: S603 - our own script
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert parent.stdout is not None
+    workers = {int(parent.stdout.readline()), int(parent.stdout.readline())}
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
 def test_jobs_zero_means_one_per_cpu() -> None:
