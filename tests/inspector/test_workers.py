@@ -157,9 +157,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
         "    return i\n"
         "list(ordered_map(job, [1.0] * 4, jobs=3))\n"
     )
-    parent = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert parent.stdout is not None
     workers = {int(parent.stdout.readline()), int(parent.stdout.readline())}
     parent.kill()
