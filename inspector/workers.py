@@ -163,12 +163,15 @@ def _run_child(
 
 def _drain(children: list[_Child], outcomes: dict[int, _Outcome[Any]], timeout: float | None) -> None:
     """Read whatever the children have sent (waiting up to `timeout` seconds for something, None: forever)."""
-    readable = [child.fd for child in children if child.open]
-    if not readable:
-        return
-    ready, _, _ = select.select(readable, [], [], timeout)
+    poller = select.poll()  # not select.select, which fails on descriptors above 1023
     for child in children:
-        if child.fd not in ready:
+        if child.open:
+            poller.register(child.fd, select.POLLIN)
+    if not any(child.open for child in children):
+        return
+    ready = {fd for fd, _ in poller.poll(None if timeout is None else int(timeout * 1000))}
+    for child in children:
+        if child.fd not in ready or not child.open:
             continue
         chunk = os.read(child.fd, _PIPE_BYTES)
         if not chunk:
@@ -232,7 +235,12 @@ def _fork_child(
 ) -> _Child:
     result_read, result_write = os.pipe()
     _grow(result_write)
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(result_read)
+        os.close(result_write)
+        raise
     if pid == 0:  # the child: only its own result pipe's write end and the task pipe stay open
         os.close(result_read)
         for other in children:
@@ -296,7 +304,10 @@ def ordered_map(
     with blas.limited(max(1, usable_cpus() // jobs)):  # set before forking: the children inherit it
         try:
             for _ in range(jobs - 1):
-                children.append(_fork_child(job, child_setup, task_read, children))
+                try:
+                    children.append(_fork_child(job, child_setup, task_read, children))
+                except OSError:  # no process to spare (EAGAIN, ENOMEM): go on with those there are
+                    break
             yield from _collect(job, len(costs), task_read, children)
             _reap(children)
         finally:

@@ -168,6 +168,41 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
+def test_a_failed_fork_leaves_the_work_to_the_processes_there_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def fork_once() -> int:
+        if forks:
+            raise BlockingIOError(11, "Resource temporarily unavailable")  # EAGAIN, as fork reports it
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork_once)
+    before = set(os.listdir("/proc/self/fd"))
+    results = list(ordered_map(_slow(0.005, lambda i: i), [1.0] * 12, jobs=4))
+    assert results == list(range(12))
+    assert forks == [1]
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_many_open_descriptors_do_not_break_the_wait() -> None:
+    # select.select cannot watch descriptors above 1023; the pool must not depend on it
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files ({hard}) is too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert list(ordered_map(_slow(0.01, lambda i: i), [1.0] * 6, jobs=2)) == list(range(6))
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_jobs_zero_means_one_per_cpu() -> None:
     assert resolve_jobs(0) == min(usable_cpus(), 8)
     assert resolve_jobs(3) == 3
