@@ -40,10 +40,10 @@ import scipy.linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inspector.eigen import CpuBackend, _blas_threads
-from inspector.metrics import measure_layer
 from inspector.options import AnalysisOptions
-from inspector.powerlaw import fit_power_law
+from inspector.science.eigen import CpuBackend, _blas_threads
+from inspector.science.metrics import measure_layer
+from inspector.science.powerlaw import fit_power_law
 
 SEED = 1234
 #: (N, M, k): k matrices of N x M pooled into one ESD.
@@ -165,7 +165,7 @@ def _fit_row(data: npt.NDArray[np.float64], reference: Callable[[npt.NDArray[np.
 def cuda_table(shapes: list[tuple[int, int, int]], repeats: int) -> None:
     import torch
 
-    from inspector.eigen import TorchBackend
+    from inspector.science.eigen import TorchBackend
 
     if not torch.cuda.is_available():
         print("no CUDA device: GPU table skipped")

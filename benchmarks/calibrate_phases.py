@@ -1,7 +1,7 @@
 """Calibrate and check the phase classifier on synthetic matrices (prints tables; not a test).
 
 1. The null: the MP-bulk KS distance of Gaussian matrices, per size and aspect ratio (max over trials),
-   next to the threshold `inspector.phases.mp_bulk_threshold(M)` (3x a fitted envelope of the null).
+   next to the threshold `inspector.science.phases.mp_bulk_threshold(M)` (3x a fitted envelope of the null).
 2. The smoke table of HTSR_THEORY §3.5: known synthetic constructions and the phase each gets.
 
 Usage: python benchmarks/calibrate_phases.py [--trials 20]
@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 
-from inspector.eigen import make_backend
-from inspector.metrics import measure_layer
-from inspector.mp import fit_mp
 from inspector.options import AnalysisOptions, Device
-from inspector.phases import (
+from inspector.science.eigen import make_backend
+from inspector.science.metrics import measure_layer
+from inspector.science.mp import fit_mp
+from inspector.science.phases import (
     BULK_NULL_POWER,
     BULK_NULL_SCALE,
     classify_metrics,

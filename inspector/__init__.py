@@ -29,8 +29,8 @@ def analyze(path: Path | str, options: AnalysisOptions | None = None, *, jobs: i
     Raises:
         formats.FormatError: the file cannot be read.
     """
-    from inspector.eigen import make_backend
     from inspector.pipeline import analyze_file
+    from inspector.science.eigen import make_backend
     from inspector.workers import resolve_jobs
 
     chosen = options or AnalysisOptions()

@@ -336,8 +336,8 @@ def main_command(
 
 def _run(paths: list[Path], run: RunSettings, *, output: Path | None, debug: bool) -> ExitCode:
     """Analyse, render, write; returns the exit code."""
-    from inspector.eigen import make_backend
     from inspector.pipeline import analyze_paths
+    from inspector.science.eigen import make_backend
 
     backend = make_backend(run.options.device)  # fails early (exit 2) when --device cuda is unavailable
     if not debug:

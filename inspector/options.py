@@ -47,7 +47,7 @@ class SpikeRule(str, Enum):
 
 
 class MPMethod(str, Enum):
-    """How the Marchenko-Pastur sigma of the bulk is fitted (inspector/mp.py)."""
+    """How the Marchenko-Pastur sigma of the bulk is fitted (inspector/science/mp.py)."""
 
     QUANTILE = "quantile"  # sigma^2 matching the ESD's 5%..75% quantiles to MP(Q, 1)'s: robust (default)
     KDE = "kde"  # weightwatcher 0.7.7's brute-force fit of a linear-kernel KDE (its mp_fit=True)

@@ -24,14 +24,14 @@ import numpy as np
 from formats import open_model
 from formats.errors import FormatError, TensorError
 from formats.types import TensorRef
-from inspector.eigen import CpuBackend, EigenBackend, make_backend
 from inspector.errors import LayerFailedError
 from inspector.layers import LayerPlan, layer_matrices, plan_layer
-from inspector.metrics import measure_layer
 from inspector.options import AnalysisOptions
-from inspector.phases import classify_metrics
 from inspector.records import FileError, LayerRecord, ModelReport, Status
-from inspector.summary import alpha_label, summarize
+from inspector.science.eigen import CpuBackend, EigenBackend, make_backend
+from inspector.science.metrics import measure_layer
+from inspector.science.phases import classify_metrics
+from inspector.science.summary import alpha_label, summarize
 from inspector.workers import can_fork, ordered_map, resolve_jobs
 
 #: Called after each layer with (layer name, layers done, layers in the file).

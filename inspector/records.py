@@ -64,7 +64,7 @@ class LayerMetrics:
     num_evals: int
     lambda_max: float | None = None
     lambda_min: float | None = None
-    # Power-law fit of the tail (Clauset MLE, xmin by minimum KS distance; inspector/powerlaw.py).
+    # Power-law fit of the tail (Clauset MLE, xmin by minimum KS distance; inspector/science/powerlaw.py).
     alpha: float | None = None
     xmin: float | None = None
     xmax: float | None = None
@@ -92,7 +92,7 @@ class LayerMetrics:
     matrix_rank: int | None = None
     weak_rank_loss: int | None = None  # eigenvalues < 1e-6 on weightwatcher's scale (its absolute rule)
     near_zero_fraction: float | None = None  # eigenvalues < 1e-6 x the mean eigenvalue (scale-free)
-    # Marchenko-Pastur bulk fit (inspector/mp.py); the rule is in settings (spike rule, MP method).
+    # Marchenko-Pastur bulk fit (inspector/science/mp.py); the rule is in settings (spike rule, MP method).
     mp_sigma: float | None = None
     mp_lambda_plus: float | None = None
     mp_lambda_minus: float | None = None
@@ -100,21 +100,21 @@ class LayerMetrics:
     mp_spike_cutoff: float | None = None
     num_spikes: int | None = None
     mp_softrank: float | None = None
-    # Phase evidence (inspector.phases): KS distance of the bulk to MP, outliers beyond lambda_+ + 2 s_TW,
-    # and outliers at least 25% above lambda_+.
+    # Phase evidence (inspector.science.phases): KS distance of the bulk to MP, outliers beyond
+    # lambda_+ + 2 s_TW, and outliers at least 25% above lambda_+.
     mp_bulk_ks: float | None = None
     num_outliers: int | None = None
     num_separated_spikes: int | None = None
-    # SETOL ERG condition (detX; inspector/detx.py) and Delta lambda_min = xmin - detX_lambda_min.
+    # SETOL ERG condition (detX; inspector/science/detx.py) and Delta lambda_min = xmin - detX_lambda_min.
     detX_num: int | None = None  # noqa: N815 - weightwatcher's column name
     detX_lambda_min: float | None = None  # noqa: N815
     delta_lambda_min: float | None = None
-    # --randomize (inspector/randomize.py): element-shuffled ESD.
+    # --randomize (inspector/science/randomize.py): element-shuffled ESD.
     rand_distance: float | None = None
     rand_lambda_max: float | None = None
     rand_mp_sigma: float | None = None
     num_traps: int | None = None
-    # Counts of the eigenvalues in equal log10 bins (inspector.esd), drawn as the table's sparkline.
+    # Counts of the eigenvalues in equal log10 bins (inspector.science.esd), drawn as the table's sparkline.
     esd_histogram: tuple[int, ...] = ()
     extra: dict[str, float | int | bool | str | None] = field(default_factory=dict)
 

@@ -34,8 +34,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from inspector import blas
 from inspector.errors import InspectError
+from inspector.science import blas
 
 Result = TypeVar("Result")
 

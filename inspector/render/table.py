@@ -8,10 +8,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from inspector.esd import sparkline
 from inspector.gate import GateResult
 from inspector.records import LayerRecord, ModelReport, Status
 from inspector.render import safe_text
+from inspector.science.esd import sparkline
 
 _PHASE_STYLE = {
     "random-like": "yellow",

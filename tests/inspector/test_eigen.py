@@ -12,7 +12,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from inspector.eigen import (
+from inspector.errors import UsageError
+from inspector.options import Device
+from inspector.science.eigen import (
     _GRAM_BLOCK_ELEMENTS,
     CpuBackend,
     TorchBackend,
@@ -21,8 +23,6 @@ from inspector.eigen import (
     make_backend,
     rank_tolerance,
 )
-from inspector.errors import UsageError
-from inspector.options import Device
 
 
 def svd_reference(W: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
@@ -168,8 +168,8 @@ def test_cpu_path_never_imports_torch() -> None:
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "from inspector.eigen import make_backend\n"
-        "from inspector.metrics import measure_layer\n"
+        "from inspector.science.eigen import make_backend\n"
+        "from inspector.science.metrics import measure_layer\n"
         "from inspector.options import AnalysisOptions, Device\n"
         "backend = make_backend(Device.CPU)\n"
         "W = np.random.default_rng(0).standard_normal((50, 20))\n"

@@ -10,11 +10,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from inspector.eigen import CpuBackend
 from inspector.errors import LayerFailedError
-from inspector.metrics import measure_layer
 from inspector.options import AnalysisOptions, FitMethod, FixFingers, Normalization
 from inspector.records import LayerMetrics
+from inspector.science.eigen import CpuBackend
+from inspector.science.metrics import measure_layer
 
 BACKEND = CpuBackend()
 DEFAULTS = AnalysisOptions()

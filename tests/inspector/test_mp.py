@@ -10,8 +10,8 @@ import pytest
 import scipy.integrate
 from sklearn.neighbors import KernelDensity
 
-from inspector.mp import fit_mp, linear_kde, mp_cdf, mp_edges, mp_median, mp_pdf
 from inspector.options import MPMethod, SpikeRule
+from inspector.science.mp import fit_mp, linear_kde, mp_cdf, mp_edges, mp_median, mp_pdf
 
 
 def gaussian_evals(rng: np.random.Generator, N: int, M: int) -> npt.NDArray[np.float64]:

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from inspector.eigen import make_backend
-from inspector.metrics import measure_layer
 from inspector.options import AnalysisOptions, Device
-from inspector.phases import PhaseEvidence, classify, classify_metrics, mp_bulk_threshold
 from inspector.records import Phase
+from inspector.science.eigen import make_backend
+from inspector.science.metrics import measure_layer
+from inspector.science.phases import PhaseEvidence, classify, classify_metrics, mp_bulk_threshold
 
 MP_LIKE = 0.005
 NOT_MP = 0.2

@@ -10,8 +10,8 @@ import numpy.typing as npt
 import powerlaw as powerlaw_package
 import pytest
 
-from inspector import powerlaw
-from inspector.powerlaw import fit_power_law, fit_truncated_power_law
+from inspector.science import powerlaw
+from inspector.science.powerlaw import fit_power_law, fit_truncated_power_law
 
 
 def pareto_sample(

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from inspector.records import AlphaLabel, LayerKind, LayerMetrics, LayerRecord, Phase, Status
-from inspector.summary import alpha_label, summarize
+from inspector.science.summary import alpha_label, summarize
 
 
 @pytest.mark.parametrize(

@@ -30,13 +30,13 @@ import weightwatcher
 from weightwatcher import RMT_Util
 from weightwatcher.WW_powerlaw import WWFit
 
-from inspector.eigen import CpuBackend
-from inspector.metrics import matrix_entropy, measure_layer
-from inspector.mp import fit_mp
 from inspector.options import AnalysisOptions, MPMethod, SpikeRule
-from inspector.powerlaw import fit_power_law
-from inspector.randomize import jensen_shannon_distance
 from inspector.records import LayerMetrics
+from inspector.science.eigen import CpuBackend
+from inspector.science.metrics import matrix_entropy, measure_layer
+from inspector.science.mp import fit_mp
+from inspector.science.powerlaw import fit_power_law
+from inspector.science.randomize import jensen_shannon_distance
 
 logging.getLogger("weightwatcher").setLevel(logging.WARNING)
 

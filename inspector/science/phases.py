@@ -4,7 +4,7 @@ A layer's phase is read from its ESD in the order of HTSR_THEORY.md §3.5, never
 random matrices give heavy-tailed-looking alphas of 4-6):
 
 1. **rank-collapse** when a large share of the eigenvalues sits at zero (`near_zero_fraction`).
-2. Fit the Marchenko-Pastur bulk (quantile rule, `inspector.mp`) and measure how well it describes the
+2. Fit the Marchenko-Pastur bulk (quantile rule, `inspector.science.mp`) and measure how well it describes the
    eigenvalues below the Tracy-Widom cutoff: the KS distance `mp_bulk_ks` between their empirical CDF and
    the MP CDF restricted to the same range. The bulk is "MP-like" when that distance is below what random
    matrices of the same size produce (`mp_bulk_threshold`).
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from inspector.mp import mp_cdf
 from inspector.records import LayerMetrics, Phase
+from inspector.science.mp import mp_cdf
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -23,21 +23,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from inspector.detx import detx
-from inspector.eigen import EigenBackend, layer_eigenvalues, rank_tolerance
 from inspector.errors import LayerFailedError
-from inspector.esd import log_histogram
-from inspector.mp import MPFit, fit_mp
 from inspector.options import AnalysisOptions, FitMethod, FixFingers, Normalization
-from inspector.phases import phase_evidence
-from inspector.powerlaw import (
+from inspector.records import LayerMetrics
+from inspector.science.detx import detx
+from inspector.science.eigen import EigenBackend, layer_eigenvalues, rank_tolerance
+from inspector.science.esd import log_histogram
+from inspector.science.mp import MPFit, fit_mp
+from inspector.science.phases import phase_evidence
+from inspector.science.powerlaw import (
     PowerLawFit,
     count_at_least,
     fit_power_law,
     fit_truncated_power_law,
 )
-from inspector.randomize import jensen_shannon_distance, shuffled
-from inspector.records import LayerMetrics
+from inspector.science.randomize import jensen_shannon_distance, shuffled
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -27,9 +27,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from inspector import blas
 from inspector.errors import UsageError
 from inspector.options import Device
+from inspector.science import blas
 
 FloatArray = npt.NDArray[np.float64]
 CpuRoute = Literal["gram", "svd"]
