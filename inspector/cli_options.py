@@ -86,8 +86,10 @@ def given_flags(specs: Iterable[SettingSpec], values: Mapping[str, Any]) -> dict
     given: dict[str, Any] = {}
     for spec in specs:
         value = values.get(spec.param)
-        if value is not None and value != []:
-            given[spec.key] = tuple(value) if spec.repeated else value
+        if spec.repeated and value:  # a repeatable option not given arrives empty or None
+            given[spec.key] = tuple(value)
+        elif not spec.repeated and value is not None:
+            given[spec.key] = value
         for flag, fixed in spec.meta.shortcuts:
             if values.get(_param_name(flag)):
                 given[spec.key] = fixed
