@@ -21,20 +21,11 @@ from typer.core import TyperCommand
 
 from formats.errors import WWInspectError
 from inspector import __version__
-from inspector.config import RunSettings, find_pyproject, read_config, resolve_run
+from inspector.cli_options import given_flags, setting_options
+from inspector.config import SETTINGS, RunSettings, find_pyproject, read_config, resolve_run
 from inspector.errors import UsageError
-from inspector.exitcodes import ExitCode, exit_code_for
+from inspector.exitcodes import ExitCode, exit_code_for, run_exit_code
 from inspector.gate import evaluate_gate
-from inspector.options import (
-    Device,
-    FitMethod,
-    FixFingers,
-    MPMethod,
-    Normalization,
-    SpikeRule,
-)
-from inspector.outcome import OutputFormat, render_text, run_exit_code
-from inspector.records import Phase
 
 
 def _error_line(message: str) -> None:
@@ -46,9 +37,11 @@ def _error_line(message: str) -> None:
 class _OneLineErrors(TyperCommand):
     """Click's usage errors as a single `wwinspect: error: ...` line with exit code 2."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone_mode = kwargs.get("standalone_mode", True)
+        kwargs["standalone_mode"] = False  # errors come back here as exceptions instead of exiting
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, **kwargs)
         except click_exceptions.NoArgsIsHelpError as exc:
             sys.stdout.write(exc.ctx.get_help() + "\n")
             code = ExitCode.USAGE
@@ -128,6 +121,7 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
 
 
 @app.command(name="wwinspect", cls=_OneLineErrors, no_args_is_help=True)
+@setting_options(SETTINGS)
 def main_command(
     paths: Annotated[
         list[Path],
@@ -135,146 +129,7 @@ def main_command(
             help="Model files, or directories of a sharded checkpoint.", metavar="PATH...", show_default=False
         ),
     ],
-    output_format: Annotated[
-        OutputFormat | None, typer.Option("--format", "-f", help="Report format [default: table].")
-    ] = None,
-    json_flag: Annotated[bool, typer.Option("--json", help="Short for --format json.")] = False,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")
-    ] = None,
-    layer: Annotated[
-        list[str] | None,
-        typer.Option("--layer", help="Analyse only layers matching GLOB (repeatable).", metavar="GLOB"),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", help="Skip layers matching GLOB (repeatable).", metavar="GLOB"),
-    ] = None,
-    min_evals: Annotated[
-        int | None,
-        typer.Option("--min-evals", help="Skip layers with fewer eigenvalues [default: 10].", min=1),
-    ] = None,
-    max_evals: Annotated[
-        int | None,
-        typer.Option("--max-evals", help="Skip layers with more eigenvalues [default: no limit].", min=1),
-    ] = None,
-    device: Annotated[
-        Device | None,
-        typer.Option(
-            "--device", help="Eigenvalue backend; auto uses CUDA through torch when present [default: cpu]."
-        ),
-    ] = None,
-    normalize: Annotated[
-        Normalization | None,
-        typer.Option(
-            "--normalize",
-            help="Eigenvalue scale of the norms: none (s², weightwatcher) or per-n (s²/N, the papers) "
-            "[default: none].",
-        ),
-    ] = None,
-    per_slice: Annotated[
-        bool | None,
-        typer.Option(
-            "--per-slice/--pooled",
-            help="One record per conv kernel slice instead of one pooled ESD [default: pooled].",
-        ),
-    ] = None,
-    fit: Annotated[
-        FitMethod | None,
-        typer.Option(
-            "--fit", help="Tail distribution: pl (power law) or tpl (truncated power law) [default: pl]."
-        ),
-    ] = None,
-    xmax: Annotated[
-        float | None, typer.Option("--xmax", help="Largest eigenvalue included in the fit [default: all].")
-    ] = None,
-    fix_fingers: Annotated[
-        FixFingers | None, typer.Option("--fix-fingers", help="Remedy for a few isolated large eigenvalues.")
-    ] = None,
-    spike_rule: Annotated[
-        SpikeRule | None,
-        typer.Option(
-            "--spike-rule",
-            help="MP spike margin: tw (λ₊ + 2 s_TW) or ww (λ₊ + √s_TW, weightwatcher) [default: tw].",
-        ),
-    ] = None,
-    randomize: Annotated[
-        bool | None,
-        typer.Option(
-            "--randomize/--no-randomize",
-            help="Also analyse an element-shuffled copy (correlation traps, rand_distance).",
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of the randomisation [default: 0].")
-    ] = None,
-    mp_fit: Annotated[
-        MPMethod | None,
-        typer.Option(
-            "--mp-fit",
-            help="MP sigma fit: quantile (robust) or kde (weightwatcher's mp_fit) [default: quantile].",
-        ),
-    ] = None,
-    xmin_max: Annotated[
-        float | None,
-        typer.Option(
-            "--xmin-max", help="With --fix-fingers xmin_peak: the largest xmin considered.", metavar="X"
-        ),
-    ] = None,
-    max_fingers: Annotated[
-        int | None,
-        typer.Option(
-            "--max-fingers",
-            help="With --fix-fingers clip_xmax: most eigenvalues clipped [default: 10].",
-            min=1,
-        ),
-    ] = None,
-    finger_thresh: Annotated[
-        float | None,
-        typer.Option(
-            "--finger-thresh",
-            help="With clip_xmax: accept a clipped fit whose alpha drops by more than this [default: 1.0].",
-        ),
-    ] = None,
-    fail_alpha_above: Annotated[
-        float | None,
-        typer.Option(
-            "--fail-alpha-above",
-            help="Gate: exit 1 if a layer's alpha is above X (X itself passes).",
-            metavar="X",
-        ),
-    ] = None,
-    fail_alpha_below: Annotated[
-        float | None,
-        typer.Option(
-            "--fail-alpha-below",
-            help="Gate: exit 1 if a layer's alpha is below X (X itself passes).",
-            metavar="X",
-        ),
-    ] = None,
-    fail_phase: Annotated[
-        list[Phase] | None,
-        typer.Option(
-            "--fail-phase", help="Gate: exit 1 if a layer is in PHASE (repeatable).", metavar="PHASE"
-        ),
-    ] = None,
-    exit_zero: Annotated[
-        bool | None,
-        typer.Option("--exit-zero", help="Exit 0 even when a gate is violated (codes 2-5 unchanged)."),
-    ] = None,
-    show_skipped: Annotated[
-        bool | None, typer.Option("--show-skipped", help="List skipped tensors in the table.")
-    ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            "--jobs",
-            "-j",
-            help="Worker processes per file; 0: one per CPU [default: 0]. Results do not depend on it.",
-            min=0,
-            metavar="N",
-        ),
-    ] = None,
+    *,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="pyproject.toml to read [tool.wwinspect] from [default: nearest]."),
@@ -285,6 +140,7 @@ def main_command(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    **flags: Any,
 ) -> None:
     """Report, per layer of each model file, the ESD of WᵀW, its power-law alpha, the MP bulk fit and the
     HTSR phase. Reads ONNX, safetensors, HDF5/Keras, PyTorch and GGUF without running code from the file.
@@ -300,43 +156,15 @@ def main_command(
         if config is not None and not config.is_file():
             raise UsageError(f"config file not found: {config}")
         config_values = read_config(pyproject) if pyproject is not None else {}
-
-        run = resolve_run(
-            {
-                "format": OutputFormat.JSON if json_flag else output_format,
-                "min-evals": min_evals,
-                "max-evals": max_evals,
-                "layer": layer,
-                "exclude": exclude,
-                "device": device,
-                "normalize": normalize,
-                "per-slice": per_slice,
-                "fit": fit,
-                "xmax": xmax,
-                "fix-fingers": fix_fingers,
-                "spike-rule": spike_rule,
-                "randomize": randomize,
-                "seed": seed,
-                "mp-fit": mp_fit,
-                "xmin-max": xmin_max,
-                "max-fingers": max_fingers,
-                "finger-thresh": finger_thresh,
-                "fail-alpha-above": fail_alpha_above,
-                "fail-alpha-below": fail_alpha_below,
-                "fail-phase": fail_phase,
-                "exit-zero": exit_zero,
-                "show-skipped": show_skipped,
-                "jobs": jobs,
-            },
-            config_values,
-        )
-        code = _run(paths, run, output=output, debug=debug)
+        run = resolve_run(given_flags(SETTINGS, flags), config_values)
+        code = _run(paths, run, debug=debug)
     raise typer.Exit(code)
 
 
-def _run(paths: list[Path], run: RunSettings, *, output: Path | None, debug: bool) -> ExitCode:
+def _run(paths: list[Path], run: RunSettings, *, debug: bool) -> ExitCode:
     """Analyse, render, write; returns the exit code."""
     from inspector.pipeline import analyze_paths
+    from inspector.render.dispatch import Outcome, render_text
     from inspector.science.eigen import make_backend
 
     backend = make_backend(run.options.device)  # fails early (exit 2) when --device cuda is unavailable
@@ -353,24 +181,16 @@ def _run(paths: list[Path], run: RunSettings, *, output: Path | None, debug: boo
     else:
         reports = analyze_paths(paths, run.options, jobs=run.jobs)
     gate = evaluate_gate(reports, run.rules)
-    text = render_text(
-        reports,
-        run.output_format,
-        options=run.options,
-        backend=backend.name,
-        gate=gate,
-        gate_active=run.rules.active,
-        show_skipped=run.show_skipped,
-        to_terminal=output is None and sys.stdout.isatty(),
-    )
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
+    to_terminal = run.output is None and sys.stdout.isatty()
+    text = render_text(Outcome(reports, gate, run, backend.name, to_terminal))
+    if run.output is not None:
+        run.output.write_text(text, encoding="utf-8")
     else:
         _write_stdout(text)
     for report in reports:
         if report.error is not None:
             _error_line(report.error.message)
-    return run_exit_code(reports, gate, exit_zero=run.exit_zero)
+    return run_exit_code(reports, gate, exit_zero=run.rules.exit_zero)
 
 
 def _write_stdout(text: str) -> None:

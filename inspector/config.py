@@ -1,62 +1,68 @@
 """Run settings from command-line flags and `[tool.wwinspect]` in the nearest pyproject.toml (flags win).
 
 Keys use the flag names without dashes in front (`fail-alpha-above = 6`); underscores work too. An
-unknown key or a value of the wrong type is a usage error (exit code 2), so a typo never silently
-disables a gate. `resolve_run` turns flags and config into the frozen objects the run uses.
+unknown key or a value of the wrong type, outside its bounds or not among its choices is a usage error
+(exit code 2), so a typo never silently disables a gate. Which keys exist, their types, bounds and defaults
+all come from the `setting(...)` fields of `RunSettings`, `AnalysisOptions` and `GateRules` (`SETTINGS`).
+
+Nothing here imports a renderer: building the settings costs a table lookup, not the report's imports.
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from inspector.errors import UsageError
 from inspector.gate import GateRules
-from inspector.options import (
-    AnalysisOptions,
-    Device,
-    FitMethod,
-    FixFingers,
-    MPMethod,
-    Normalization,
-    SpikeRule,
-)
-from inspector.outcome import OutputFormat
-from inspector.records import Phase
+from inspector.options import AnalysisOptions
+from inspector.settings import SettingSpec, collect, setting
 
-EnumType = TypeVar("EnumType", bound=Enum)
 
-#: Each key and the Python types its value may have.
-CONFIG_KEYS: dict[str, tuple[type, ...]] = {
-    "device": (str,),
-    "format": (str,),
-    "min-evals": (int,),
-    "max-evals": (int,),
-    "layer": (list, str),
-    "exclude": (list, str),
-    "fail-alpha-above": (int, float),
-    "fail-alpha-below": (int, float),
-    "fail-phase": (list, str),
-    "exit-zero": (bool,),
-    "normalize": (str,),
-    "fit": (str,),
-    "xmax": (int, float),
-    "fix-fingers": (str,),
-    "spike-rule": (str,),
-    "randomize": (bool,),
-    "seed": (int,),
-    "mp-fit": (str,),
-    "xmin-max": (int, float),
-    "max-fingers": (int,),
-    "finger-thresh": (int, float),
-    "per-slice": (bool,),
-    "show-skipped": (bool,),
-    "jobs": (int,),
-}
+class OutputFormat(str, Enum):
+    """Report formats of `--format`."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+    MARKDOWN = "markdown"
+    GITHUB = "github"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything one run needs besides its paths."""
+
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    rules: GateRules = field(default_factory=GateRules)
+    output_format: OutputFormat = setting(
+        OutputFormat.TABLE,
+        key="format",
+        short="-f",
+        help="Report format.",
+        shortcuts=(("--json", OutputFormat.JSON),),
+    )
+    output: Path | None = setting(
+        None, short="-o", metavar="FILE", help="Write the report to FILE instead of stdout.", in_config=False
+    )
+    show_skipped: bool = setting(False, help="List skipped tensors in the table.")
+    jobs: int = setting(
+        0,
+        short="-j",
+        metavar="N",
+        min=0,
+        help="Worker processes per file; 0: one per CPU. Results do not depend on it.",
+    )
+
+
+#: Every setting, in the order `--help` lists them: output, analysis, gate, run.
+SETTINGS: tuple[SettingSpec, ...] = collect(RunSettings, AnalysisOptions, GateRules)
+
+_BY_KEY: dict[str, SettingSpec] = {spec.key: spec for spec in SETTINGS if spec.meta.in_config}
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -69,7 +75,7 @@ def find_pyproject(start: Path) -> Path | None:
 
 
 def read_config(pyproject: Path) -> dict[str, Any]:
-    """The validated `[tool.wwinspect]` table of one pyproject.toml (empty when absent)."""
+    """The validated `[tool.wwinspect]` table of one pyproject.toml (empty when absent), values typed."""
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -81,104 +87,33 @@ def read_config(pyproject: Path) -> dict[str, Any]:
 
 
 def validate_config(section: Mapping[str, Any], source: Path) -> dict[str, Any]:
-    """Normalise key spelling and check every key and type."""
+    """Normalise key spelling, check every key and value, and convert the values to the settings' types."""
     config: dict[str, Any] = {}
     for raw_key, value in section.items():
         key = str(raw_key).replace("_", "-")
-        allowed = CONFIG_KEYS.get(key)
-        if allowed is None:
-            known = ", ".join(sorted(CONFIG_KEYS))
+        spec = _BY_KEY.get(key)
+        if spec is None:
+            known = ", ".join(sorted(_BY_KEY))
             raise UsageError(f"{source}: unknown key {raw_key!r} in [tool.wwinspect] (known: {known})")
-        if isinstance(value, bool) and bool not in allowed:
-            raise UsageError(
-                f"{source}: [tool.wwinspect] {raw_key} has the wrong type ({type(value).__name__})"
-            )
-        if not isinstance(value, allowed):
-            raise UsageError(
-                f"{source}: [tool.wwinspect] {raw_key} has the wrong type ({type(value).__name__})"
-            )
-        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
-            raise UsageError(f"{source}: [tool.wwinspect] {raw_key} must be a list of strings")
-        config[key] = value
+        try:
+            config[key] = spec.parse(value)
+        except ValueError as exc:
+            raise UsageError(f"{source}: [tool.wwinspect] {raw_key} {exc}") from None
     return config
 
 
-@dataclass(frozen=True, slots=True)
-class RunSettings:
-    """Everything one run needs besides its paths."""
-
-    options: AnalysisOptions
-    rules: GateRules
-    output_format: OutputFormat
-    exit_zero: bool
-    show_skipped: bool
-    jobs: int = 0  # worker processes per file; 0: one per usable CPU
-
-
 def resolve_run(flags: Mapping[str, Any], config: Mapping[str, Any]) -> RunSettings:
-    """Combine flags (keyed like the config; None or empty when not given) with the config and defaults."""
+    """Flags given on the command line (keyed like the config, values typed) over the config over defaults.
 
-    def pick(key: str, default: Any) -> Any:
-        value = flags.get(key)
-        if value is not None and value != () and value != []:
-            return value
-        return config.get(key, default)
-
-    def choice(kind: type[EnumType], key: str, default: str | None) -> EnumType | None:
-        value = pick(key, default)
-        if value is None or isinstance(value, kind):
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            choices = ", ".join(str(member.value) for member in kind)
-            raise UsageError(f"invalid value {value!r} for {key} (choose from {choices})") from None
-
-    def names(key: str) -> tuple[str, ...]:
-        value = pick(key, ())
-        return (value,) if isinstance(value, str) else tuple(value)
-
-    options = AnalysisOptions(
-        min_evals=int(pick("min-evals", 10)),
-        max_evals=pick("max-evals", None),
-        layer_globs=names("layer"),
-        exclude_globs=names("exclude"),
-        device=choice(Device, "device", "cpu") or Device.CPU,
-        normalization=choice(Normalization, "normalize", "none") or Normalization.NONE,
-        pool_conv=not bool(pick("per-slice", False)),
-        fit=choice(FitMethod, "fit", "pl") or FitMethod.POWER_LAW,
-        xmax=pick("xmax", None),
-        fix_fingers=choice(FixFingers, "fix-fingers", None),
-        spike_rule=choice(SpikeRule, "spike-rule", "tw") or SpikeRule.TRACY_WIDOM,
-        randomize=bool(pick("randomize", False)),
-        seed=int(pick("seed", 0)),
-        mp_method=choice(MPMethod, "mp-fit", "quantile") or MPMethod.QUANTILE,
-        xmin_max=pick("xmin-max", None),
-        max_fingers=int(pick("max-fingers", 10)),
-        finger_thresh=float(pick("finger-thresh", 1.0)),
-    )
+    Raises:
+        UsageError: settings that are each valid but contradict one another.
+    """
+    fields: dict[type, dict[str, Any]] = {}
+    for spec in SETTINGS:
+        value = flags[spec.key] if spec.key in flags else config.get(spec.key, spec.default)
+        fields.setdefault(spec.owner, {})[spec.field] = spec.to_field(value)
+    options = AnalysisOptions(**fields.get(AnalysisOptions, {}))
     if options.max_evals is not None and options.max_evals < options.min_evals:
         raise UsageError(f"--max-evals {options.max_evals} is below --min-evals {options.min_evals}")
-    phases: list[Phase] = []
-    for name in names("fail-phase"):
-        try:
-            phases.append(Phase(name))
-        except ValueError:
-            choices = ", ".join(phase.value for phase in Phase)
-            raise UsageError(f"invalid value {name!r} for fail-phase (choose from {choices})") from None
-    rules = GateRules(
-        alpha_above=pick("fail-alpha-above", None),
-        alpha_below=pick("fail-alpha-below", None),
-        phases=tuple(phases),
-    )
-    jobs = int(pick("jobs", 0))
-    if jobs < 0:
-        raise UsageError(f"jobs must be 0 (one per CPU) or more, not {jobs}")
-    return RunSettings(
-        options=options,
-        rules=rules,
-        output_format=choice(OutputFormat, "format", "table") or OutputFormat.TABLE,
-        exit_zero=bool(pick("exit-zero", False)),
-        show_skipped=bool(pick("show-skipped", False)),
-        jobs=jobs,
-    )
+    rules = GateRules(**fields.get(GateRules, {}))
+    return RunSettings(options=options, rules=rules, **fields.get(RunSettings, {}))

@@ -1,11 +1,14 @@
-"""Exit codes (PRODUCT.md) and the one table that maps error types to them."""
+"""Exit codes (PRODUCT.md): the one table that maps error types to them, and a run's code from its outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 
 from formats.errors import FormatError, WWInspectError
 from inspector.errors import UsageError
+from inspector.gate import GateResult
+from inspector.records import ModelReport
 
 
 class ExitCode(IntEnum):
@@ -45,3 +48,16 @@ def exit_code_for(error: WWInspectError) -> ExitCode:
 def combine(codes: set[ExitCode]) -> ExitCode:
     """The first code of PRECEDENCE present in `codes` (OK when empty)."""
     return next((code for code in PRECEDENCE if code in codes), ExitCode.OK)
+
+
+def run_exit_code(reports: Sequence[ModelReport], gate: GateResult, *, exit_zero: bool) -> ExitCode:
+    """The first that applies of 3 (a file unreadable), 1 (gate), 4 (nothing analysed), 0."""
+    codes: set[ExitCode] = set()
+    if any(report.error is not None for report in reports):
+        codes.add(ExitCode.UNREADABLE)
+    if not gate.passed and not exit_zero:
+        codes.add(ExitCode.GATE_FAILED)
+    readable = [report for report in reports if report.error is None]
+    if readable and all(report.summary is None or report.summary.analyzed == 0 for report in readable):
+        codes.add(ExitCode.NOTHING_ANALYSED)
+    return combine(codes)

@@ -9,18 +9,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inspector.records import ModelReport, Phase, Status
+from inspector.settings import setting
 
 
 @dataclass(frozen=True, slots=True)
 class GateRules:
-    """Thresholds from the command line or `[tool.wwinspect]`."""
+    """Thresholds from the command line or `[tool.wwinspect]`, and whether a violation fails the run."""
 
-    alpha_above: float | None = None
-    alpha_below: float | None = None
-    phases: tuple[Phase, ...] = ()
+    alpha_above: float | None = setting(
+        None,
+        key="fail-alpha-above",
+        metavar="X",
+        help="Gate: exit 1 if a layer's alpha is above X (X itself passes).",
+    )
+    alpha_below: float | None = setting(
+        None,
+        key="fail-alpha-below",
+        metavar="X",
+        help="Gate: exit 1 if a layer's alpha is below X (X itself passes).",
+    )
+    phases: tuple[Phase, ...] = setting(
+        (), key="fail-phase", metavar="PHASE", help="Gate: exit 1 if a layer is in PHASE (repeatable)."
+    )
+    exit_zero: bool = setting(False, help="Exit 0 even when a gate is violated (codes 2-5 unchanged).")
 
     @property
     def active(self) -> bool:
+        """Whether any rule is set (`exit_zero` alone checks nothing)."""
         return self.alpha_above is not None or self.alpha_below is not None or bool(self.phases)
 
 

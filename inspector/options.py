@@ -2,12 +2,16 @@
 
 The CLI builds one from flags and `[tool.wwinspect]`; the pipeline and the spectral functions receive
 it. The JSON report's `settings` is derived from it, so a number can always be traced to its settings.
+A field declared with `setting(...)` is also a flag and a config key (`inspector.settings`); the others
+(`conv_scale`, `evals_threshold`) are fixed conventions, reported but not chosen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+from inspector.settings import setting
 
 
 class Device(str, Enum):
@@ -79,22 +83,54 @@ class AnalysisOptions:
         finger_thresh: with clip_xmax, accept a clipped fit whose alpha is this much below the raw one.
     """
 
-    min_evals: int = 10
-    max_evals: int | None = None
-    layer_globs: tuple[str, ...] = ()
-    exclude_globs: tuple[str, ...] = ()
-    device: Device = Device.CPU
-    normalization: Normalization = Normalization.NONE
-    pool_conv: bool = True
+    min_evals: int = setting(10, help="Skip layers with fewer eigenvalues.", min=1)
+    max_evals: int | None = setting(None, help="Skip layers with more eigenvalues.", min=1, unset="no limit")
+    layer_globs: tuple[str, ...] = setting(
+        (), key="layer", metavar="GLOB", help="Analyse only layers matching GLOB (repeatable)."
+    )
+    exclude_globs: tuple[str, ...] = setting(
+        (), key="exclude", metavar="GLOB", help="Skip layers matching GLOB (repeatable)."
+    )
+    device: Device = setting(
+        Device.CPU, help="Eigenvalue backend; auto uses CUDA through torch when present."
+    )
+    normalization: Normalization = setting(
+        Normalization.NONE,
+        key="normalize",
+        help="Eigenvalue scale of the norms: none (s², weightwatcher) or per-n (s²/N, the papers).",
+    )
+    pool_conv: bool = setting(
+        True,
+        key="per-slice",
+        off_flag="--pooled",
+        inverted=True,
+        help="One record per conv kernel slice instead of one pooled ESD.",
+    )
     conv_scale: float = 0.5
-    fit: FitMethod = FitMethod.POWER_LAW
-    xmax: float | None = None
-    fix_fingers: FixFingers | None = None
+    fit: FitMethod = setting(
+        FitMethod.POWER_LAW, help="Tail distribution: pl (power law) or tpl (truncated power law)."
+    )
+    xmax: float | None = setting(None, help="Largest eigenvalue included in the fit.", unset="all")
+    fix_fingers: FixFingers | None = setting(None, help="Remedy for a few isolated large eigenvalues.")
     evals_threshold: float = 1e-5
-    spike_rule: SpikeRule = SpikeRule.TRACY_WIDOM
-    randomize: bool = False
-    seed: int = 0
-    mp_method: MPMethod = MPMethod.QUANTILE
-    xmin_max: float | None = None
-    max_fingers: int = 10
-    finger_thresh: float = 1.0
+    spike_rule: SpikeRule = setting(
+        SpikeRule.TRACY_WIDOM, help="MP spike margin: tw (λ₊ + 2 s_TW) or ww (λ₊ + √s_TW, weightwatcher)."
+    )
+    randomize: bool = setting(
+        False,
+        off_flag="--no-randomize",
+        help="Also analyse an element-shuffled copy (correlation traps, rand_distance).",
+    )
+    seed: int = setting(0, help="Seed of the randomisation.")
+    mp_method: MPMethod = setting(
+        MPMethod.QUANTILE,
+        key="mp-fit",
+        help="MP sigma fit: quantile (robust) or kde (weightwatcher's mp_fit).",
+    )
+    xmin_max: float | None = setting(
+        None, metavar="X", help="With --fix-fingers xmin_peak: the largest xmin considered."
+    )
+    max_fingers: int = setting(10, min=1, help="With --fix-fingers clip_xmax: most eigenvalues clipped.")
+    finger_thresh: float = setting(
+        1.0, help="With clip_xmax: accept a clipped fit whose alpha drops by more than this."
+    )

@@ -116,7 +116,6 @@ class LayerMetrics:
     num_traps: int | None = None
     # Counts of the eigenvalues in equal log10 bins (inspector.science.esd), drawn as the table's sparkline.
     esd_histogram: tuple[int, ...] = ()
-    extra: dict[str, float | int | bool | str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-def run_cli(*args: str) -> Any:
+def run_cli(*args: object) -> Any:
     """Run the wwinspect CLI in-process; returns click's Result with separate .stdout and .stderr."""
     from typer.testing import CliRunner
 

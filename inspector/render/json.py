@@ -18,7 +18,7 @@ from inspector.render import finite_or_none
 
 SCHEMA_VERSION = 1
 
-_METRIC_FIELDS = tuple(field.name for field in dataclasses.fields(LayerMetrics) if field.name != "extra")
+_METRIC_FIELDS = tuple(field.name for field in dataclasses.fields(LayerMetrics))
 
 
 def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
@@ -50,19 +50,12 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
 def _metrics_dict(metrics: LayerMetrics | None) -> dict[str, Any]:
     if metrics is None:
         return {name: None if name != "esd_histogram" else [] for name in _METRIC_FIELDS}
-    values = {
+    return {
         name: finite_or_none(getattr(metrics, name))
         if name != "esd_histogram"
         else list(metrics.esd_histogram)
         for name in _METRIC_FIELDS
     }
-    values.update(
-        {
-            key: finite_or_none(value) if not isinstance(value, str) else value
-            for key, value in metrics.extra.items()
-        }
-    )
-    return values
 
 
 def layer_dict(layer: LayerRecord) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,14 +27,14 @@ def _model(path: Path, layers: int, N: int, M: int) -> Path:
     return path
 
 
-def _wwinspect(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+def _wwinspect(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "inspector", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        **kwargs,  # type: ignore[call-overload]
+        **kwargs,
     )
 
 
