@@ -26,9 +26,9 @@ from inspector.records import ModelReport, Status
 from inspector.render import view
 from inspector.render.view import Glyphs, Row
 
-#: Columns removed (or shortened) one step at a time, in this order, while the names get fewer than
-#: NAME_TARGET cells: first the extra columns only wide terminals show, then the ones the phase and alpha make
-#: least necessary. The layer number, name, alpha and phase are never dropped.
+#: Columns removed (or shortened) one step at a time, in this order: first the extra columns (EXTRA_KEYS),
+#: while any name would be cut, then the others while the names get fewer than NAME_TARGET cells, least
+#: necessary first. The layer number, name, alpha and phase are never dropped.
 SHRINK_STEPS: tuple[tuple[str, str], ...] = (
     ("drop", "stable_rank"),
     ("drop", "log_norm"),
@@ -43,6 +43,8 @@ SHRINK_STEPS: tuple[tuple[str, str], ...] = (
     ("drop", "esd"),
     ("drop", "band"),
 )
+#: Columns only a terminal wide enough for the whole names shows.
+EXTRA_KEYS = frozenset({"stable_rank", "log_norm", "alpha_weighted", "num_spikes", "num_pl_spikes"})
 #: Cells a layer name should get before a column is dropped for it (a typical transformer name with its
 #: block number and module stays whole or loses only a middle word).
 NAME_TARGET = 28
@@ -212,7 +214,8 @@ def plan_layout(table_rows: Sequence[Row], width: int, glyphs: Glyphs) -> Layout
                 short.add(key)
         fixed = sum(natural(key) for key in keys if key != "layer") + GAP * (len(keys) - 1)
         budget = width - fixed
-        if budget >= min(natural_name, NAME_TARGET):
+        needed = natural_name if EXTRA_KEYS & set(keys) else min(natural_name, NAME_TARGET)
+        if budget >= needed:
             break
     widths = {key: natural(key) for key in keys if key != "layer"}
     widths["layer"] = max(NAME_MIN, min(natural_name, budget))
@@ -296,9 +299,10 @@ def skipped_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Tabl
         safe_box=glyphs.ascii,
         title_justify="left",
     )
-    table.add_column("skipped tensor", width=name_width, no_wrap=True)
-    table.add_column("shape", no_wrap=True)
-    table.add_column("why", no_wrap=True)
+    cut = "crop" if glyphs.ascii else "ellipsis"
+    table.add_column("skipped tensor", width=name_width, no_wrap=True, overflow=cut)
+    table.add_column("shape", no_wrap=True, overflow=cut)
+    table.add_column("why", no_wrap=True, overflow=cut)
     table.add_column("reason", overflow="fold", ratio=1)
     for row in table_rows:
         table.add_row(
