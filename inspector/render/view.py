@@ -224,6 +224,16 @@ PHASE_MEANING: dict[Phase, str] = {
     Phase.RANK_COLLAPSE: "many eigenvalues sit at zero: the layer has lost rank (collapsed)",
 }
 
+#: One colour per phase for plots and HTML (Okabe-Ito, told apart with the common colour-vision deficiencies).
+PHASE_COLOURS: dict[Phase, str] = {
+    Phase.RANDOM_LIKE: "#E69F00",
+    Phase.BLEEDING_OUT: "#CC79A7",
+    Phase.BULK_PLUS_SPIKES: "#56B4E9",
+    Phase.BULK_DECAY: "#0072B2",
+    Phase.HEAVY_TAILED: "#009E73",
+    Phase.RANK_COLLAPSE: "#D55E00",
+}
+
 #: The phases whose tail is a power law that alpha describes. weightwatcher's alpha band (< 2 over-trained,
 #: 2..6 well-trained, > 6 under-trained) was read on such layers; on an MP-like or degenerate ESD alpha is
 #: fitted to noise or a few spikes (small random matrices give alphas of 4-7), so there the phase decides.

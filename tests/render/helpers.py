@@ -150,3 +150,35 @@ def run_in_pty(
 
 def fixture_path(name: str) -> Path:
     return FIXTURES / name
+
+
+def spectra_of(path: Path, report: ModelReport, options: AnalysisOptions | None = None) -> dict[Any, Any]:
+    """Each analysed record's eigenvalues on the report's scale, recomputed from the file the way the
+    pipeline measures them (what phase two's pipeline will keep for the plots), as EsdSamples."""
+    import numpy as np
+
+    from formats import open_model
+    from inspector.layers import layer_matrices, plan_layer
+    from inspector.options import Normalization
+    from inspector.render.plots import samples_from
+    from inspector.science.eigen import CpuBackend, layer_eigenvalues
+
+    chosen = options or AnalysisOptions()
+    backend = CpuBackend()
+    pairs = []
+    with open_model(path) as reader:
+        refs = list(reader.tensors())
+        for record in report.layers:
+            if record.status is not Status.ANALYZED or record.metrics is None:
+                continue
+            ref = refs[record.index]
+            plan = plan_layer(ref.info, chosen)
+            matrices = layer_matrices(plan, ref.read())
+            if record.slice_index is not None:
+                matrices = [matrices[record.slice_index]]
+            evals = np.sort(np.concatenate(layer_eigenvalues(matrices, backend))) * plan.scale
+            if chosen.normalization == Normalization.PER_N:
+                evals = evals / (record.N or 1)
+            assert abs(evals[-1] - (record.metrics.lambda_max or 0.0)) <= 1e-9 * evals[-1], record.name
+            pairs.append((record, evals))
+    return samples_from(pairs)
