@@ -364,3 +364,19 @@ def write_plots(report: ModelReport, samples: Mapping[LayerKey, EsdSample], dire
 def samples_from(pairs: Sequence[tuple[LayerRecord, npt.ArrayLike]]) -> dict[LayerKey, EsdSample]:
     """Samples keyed as `layer_plots` looks them up, from (record, its eigenvalues) pairs."""
     return {layer_key(record): sample_spectrum(values) for record, values in pairs}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportImages:
+    """The PNGs of one report for the HTML page: the model plot and each analysed layer's, by layer key."""
+
+    model: bytes | None
+    layers: dict[LayerKey, bytes]
+
+
+def report_images(report: ModelReport, samples: Mapping[LayerKey, EsdSample]) -> ReportImages:
+    """Every plot of a readable report as PNG bytes."""
+    if report.error is not None:
+        return ReportImages(model=None, layers={})
+    layers = {layer_key(record): data for _, record, data in layer_plots(report, samples)}
+    return ReportImages(model=png(model_figure(report)), layers=layers)

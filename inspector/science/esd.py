@@ -27,4 +27,3 @@ def log_histogram(eigenvalues: npt.NDArray[np.floating], bins: int = HISTOGRAM_B
         return tuple(int(count) for count in counts)
     counts, _ = np.histogram(logs, bins=bins, range=(low, high))
     return tuple(int(count) for count in counts)
-
