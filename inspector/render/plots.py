@@ -140,7 +140,8 @@ def mp_density(layer: LayerRecord, grid: FloatArray) -> FloatArray:
     if metrics is None or metrics.mp_sigma is None or metrics.log_norm is None or not layer.N or not layer.M:
         return np.zeros_like(grid)
     unit = 10.0**metrics.log_norm / metrics.num_evals
-    return mp_pdf(grid / unit, layer.N / layer.M, metrics.mp_sigma**2) / unit
+    density: FloatArray = mp_pdf(grid / unit, layer.N / layer.M, metrics.mp_sigma**2) / unit
+    return density
 
 
 def _mp_support(layer: LayerRecord) -> tuple[float, float] | None:
@@ -278,6 +279,7 @@ def model_figure(report: ModelReport) -> Figure:
     axes = figure.subplots()
     rows, _ = view.rows(report)
     measured = [row for row in rows if row.layer.metrics is not None and row.layer.metrics.alpha is not None]
+    points = {id(row): (float(row.number or 0), _alpha(row)) for row in measured}
     axes.axhspan(OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE, color="#009E73", alpha=0.08, label="alpha band 2-6")
     for bound in (OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE):
         axes.axhline(bound, color="#009E73", linewidth=0.8, linestyle="--")
@@ -285,19 +287,17 @@ def model_figure(report: ModelReport) -> Figure:
         members = [row for row in measured if row.layer.phase is phase]
         if not members:
             continue
-        numbers = [row.number for row in members]
-        alphas = [row.layer.metrics.alpha for row in members if row.layer.metrics is not None]
         axes.scatter(
-            numbers,
-            alphas,
+            [points[id(row)][0] for row in members],
+            [points[id(row)][1] for row in members],
             color=view.PHASE_COLOURS.get(phase, "#777777") if phase is not None else "#777777",
             label=phase.value if phase is not None else "no phase",
             s=28,
             zorder=3,
         )
-    alphas = [row.layer.metrics.alpha for row in measured if row.layer.metrics is not None]
+    alphas = [points[id(row)][1] for row in measured]
     if measured:
-        axes.plot([row.number for row in measured], alphas, color="#999999", linewidth=0.6, zorder=2)
+        axes.plot([points[id(row)][0] for row in measured], alphas, color="#999999", linewidth=0.6, zorder=2)
     missing = sum(1 for row in rows if row.layer.status is not Status.SKIPPED) - len(measured)
     title = f"{_plain(report.path)}: alpha by layer"
     if missing:
@@ -314,6 +314,11 @@ def model_figure(report: ModelReport) -> Figure:
         axes.set_yscale("log")
     axes.legend(fontsize=7, loc="best")
     return figure
+
+
+def _alpha(row: view.Row) -> float:
+    metrics = row.layer.metrics
+    return float(metrics.alpha) if metrics is not None and metrics.alpha is not None else math.nan
 
 
 def png(figure: Figure) -> bytes:

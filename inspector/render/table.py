@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from rich import box
 from rich.cells import cell_len
@@ -299,7 +300,7 @@ def skipped_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Tabl
         safe_box=glyphs.ascii,
         title_justify="left",
     )
-    cut = "crop" if glyphs.ascii else "ellipsis"
+    cut: Literal["crop", "ellipsis"] = "crop" if glyphs.ascii else "ellipsis"
     table.add_column("skipped tensor", width=name_width, no_wrap=True, overflow=cut)
     table.add_column("shape", no_wrap=True, overflow=cut)
     table.add_column("why", no_wrap=True, overflow=cut)

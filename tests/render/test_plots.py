@@ -67,7 +67,7 @@ def test_layer_figure_draws_both_axes_with_fit_xmin_edge_and_mp() -> None:
     } <= labels
     assert record.metrics is not None
     xmin_line = next(line for line in log_axes.get_lines() if line.get_label() == "$x_{min}$")
-    assert xmin_line.get_xdata()[0] == pytest.approx(record.metrics.xmin)
+    assert np.asarray(xmin_line.get_xdata())[0] == pytest.approx(record.metrics.xmin)
     data = plots.png(figure)
     image = imread(io.BytesIO(data))
     assert image.shape[:2] == (400, 1000)
@@ -86,7 +86,7 @@ def test_write_plots_names_files_like_the_table(tmp_path: Path) -> None:
     model = imread(io.BytesIO((tmp_path / "plots" / "model.png").read_bytes()))
     assert model[..., :3].std() > 0.05
     figure = plots.model_figure(report)
-    points = sum(len(collection.get_offsets()) for collection in figure.axes[0].collections)
+    points = sum(np.asarray(collection.get_offsets()).shape[0] for collection in figure.axes[0].collections)
     assert points == len(measured)
 
 

@@ -28,7 +28,7 @@ def test_real_violations_are_valid_sarif_with_one_result_each() -> None:
     assert len(gate.violations) >= 4
     log = sarif.to_sarif([report], gate, exit_code=1)
     _validate(log)
-    run = log["runs"][0]  # type: ignore[index]
+    run = log["runs"][0]
     results = run["results"]
     assert len(results) == len(gate.violations)
     assert {result["ruleId"] for result in results} == {"alpha-above", "alpha-below", "phase"}
@@ -50,7 +50,8 @@ def test_fingerprints_depend_on_file_layer_and_rule_not_on_the_value() -> None:
 
     def prints(violation: Violation) -> dict[str, str]:
         log = sarif.to_sarif([], GateResult(passed=False, violations=(violation,)))
-        return log["runs"][0]["results"][0]["partialFingerprints"]  # type: ignore[no-any-return,index]
+        found: dict[str, str] = log["runs"][0]["results"][0]["partialFingerprints"]
+        return found
 
     assert prints(first) == prints(moved)
     assert prints(first)[sarif.FINGERPRINT_KEY] != prints(other_layer)[sarif.FINGERPRINT_KEY]
@@ -80,15 +81,15 @@ def test_unreadable_files_and_failed_layers_are_notifications_not_results() -> N
     report = report_of(layer("ok", 0), layer("nan", 1, status=Status.FAILED, reason="3 weights are NaN"))
     log = sarif.to_sarif([broken, report], GateResult(passed=True, violations=()), exit_code=3)
     _validate(log)
-    invocation = log["runs"][0]["invocations"][0]  # type: ignore[index]
+    invocation = log["runs"][0]["invocations"][0]
     assert invocation["executionSuccessful"] is False
     levels = [note["level"] for note in invocation["toolExecutionNotifications"]]
     assert levels == ["error", "warning"]
-    assert log["runs"][0]["results"] == []  # type: ignore[index]
+    assert log["runs"][0]["results"] == []
 
 
 def test_the_schema_check_can_fail() -> None:
     log = sarif.to_sarif([], GateResult(passed=False, violations=(Violation("m.onnx", "w", "alpha>6", 7.0),)))
-    log["runs"][0]["results"][0]["level"] = "fatal"  # type: ignore[index]
+    log["runs"][0]["results"][0]["level"] = "fatal"
     with pytest.raises(jsonschema.ValidationError):
         _validate(log)
