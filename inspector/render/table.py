@@ -1,17 +1,63 @@
-"""The terminal report: one rich table per model and a summary line, built but not printed."""
+"""The terminal report: per model a title, a table that fits the width, a summary panel, a legend and a
+footer; built as rich renderables (nothing here prints).
+
+The table adapts when rich renders it, to the width and encoding it is given:
+* columns are dropped in the order of `SHRINK_STEPS` until the layer names get `NAME_TARGET` cells (or their
+  full length), then names that are still too long lose their middle (`elide`);
+* when the stream's encoding cannot show box drawing, block characters or Greek (cp1252, latin-1), every
+  character of the report is ASCII (`inspector.render.view.glyphs_for_encoding`).
+What a cell says is decided in `inspector.render.view`, shared with Markdown and HTML.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-from rich.console import Group, RenderableType
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
 from inspector.gate import GateResult
-from inspector.records import LayerRecord, ModelReport, Status
-from inspector.render import safe_text
-from inspector.science.esd import sparkline
+from inspector.records import ModelReport, Status
+from inspector.render import view
+from inspector.render.view import Glyphs, Row
+
+#: Columns removed (or shortened) one step at a time, in this order: first the extra columns (EXTRA_KEYS),
+#: while any name would be cut, then the others while the names get fewer than NAME_TARGET cells, least
+#: necessary first. The layer number, name, alpha and phase are never dropped.
+SHRINK_STEPS: tuple[tuple[str, str], ...] = (
+    ("drop", "stable_rank"),
+    ("drop", "log_norm"),
+    ("drop", "alpha_weighted"),
+    ("drop", "num_spikes"),
+    ("drop", "num_pl_spikes"),
+    ("drop", "kind"),
+    ("drop", "lambda_max"),
+    ("drop", "D"),
+    ("shorten", "band"),
+    ("drop", "shape"),
+    ("drop", "esd"),
+    ("drop", "band"),
+)
+#: Columns only a terminal wide enough for the whole names shows.
+EXTRA_KEYS = frozenset({"stable_rank", "log_norm", "alpha_weighted", "num_spikes", "num_pl_spikes"})
+#: Cells a layer name should get before a column is dropped for it (a typical transformer name with its
+#: block number and module stays whole or loses only a middle word).
+NAME_TARGET = 28
+#: Fewest cells a name column ever gets, however narrow the terminal.
+NAME_MIN = 8
+#: Cells between two columns.
+GAP = 2
+#: Width of a table written to a pipe or file when COLUMNS does not say: the wide layout of a 160-column
+#: terminal, so that saved reports keep their columns.
+PIPE_WIDTH = 160
+#: Narrowest width honoured from COLUMNS; below it the layout would be nothing but elided names.
+MIN_WIDTH = 40
 
 _PHASE_STYLE = {
     "random-like": "yellow",
@@ -20,153 +66,393 @@ _PHASE_STYLE = {
     "bulk-decay": "cyan",
     "heavy-tailed": "green",
     "rank-collapse": "red",
+    "failed": "red",
 }
-_LABEL_STYLE = {"over-trained": "magenta", "well-trained": "green", "under-trained": "yellow"}
+_BAND_STYLE = {"over-trained": "magenta", "well-trained": "green", "under-trained": "yellow"}
+# The simple look (a rule under the header, no frame) in ASCII.
+_ASCII_HEAD = box.Box("    \n    \n -- \n    \n    \n -- \n    \n    \n", ascii=True)
 
 
-def _number(value: float | int | None, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, int):
-        return str(value)
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 10 ** (-digits)):
-        return f"{value:.{digits}e}"
-    return f"{value:.{digits}f}"
+def report_width(*, is_terminal: bool, environ: Mapping[str, str], terminal_columns: int | None) -> int:
+    """The width the table is laid out for: COLUMNS when it is set (terminal or pipe, as
+    `shutil.get_terminal_size` reads it), else the terminal's width, else PIPE_WIDTH."""
+    columns = environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) >= MIN_WIDTH:
+        return int(columns)
+    if is_terminal and terminal_columns:
+        return max(terminal_columns, 1)
+    return PIPE_WIDTH
 
 
-def _layer_name(layer: LayerRecord) -> Text:
-    name = safe_text(layer.name, 80)
-    if layer.slice_index is not None:
-        name += f"[{layer.slice_index}]"
-    text = Text(name)
-    if layer.aliases:
-        text.append(f" (= {', '.join(safe_text(alias, 40) for alias in layer.aliases)})", style="dim")
-    return text
+# --- Names ----------------------------------------------------------------------------------------------
+
+_COMPONENT = re.compile(r"([./])")
 
 
-def _layer_row(layer: LayerRecord) -> list[RenderableType]:
-    metrics = layer.metrics
-    shape = "×".join(str(dim) for dim in layer.shape)
-    if layer.status is not Status.ANALYZED or metrics is None:
-        style = "red" if layer.status is Status.FAILED else "dim"
-        return [
-            Text(str(layer.index), style="dim"),
-            _layer_name(layer),
-            Text(layer.kind.value, style="dim"),
-            Text(shape, style="dim"),
-            Text(f"{layer.status.value}: {safe_text(layer.reason or '', 120)}", style=style),
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]
-    phase = layer.phase.value if layer.phase is not None else "–"
-    label = layer.alpha_label.value if layer.alpha_label is not None else "–"
-    alpha = _number(metrics.alpha)
-    if metrics.fit_low_confidence and metrics.alpha is not None:
-        alpha += "?"
+def elide(name: str, width: int, ellipsis: str = "…") -> str:
+    """`name` in at most `width` cells, cut in the middle.
+
+    Whole middle components of a dotted or slashed name go first, never a number (the block index is what
+    tells `layers.3` from `layers.4`): the shortest one whose removal is enough, else the longest and on.
+    Names that would still not fit lose characters from the middle, keeping more of the end than of the
+    start (the end, `.q_proj.weight`, tells layers apart).
+    """
+    if cell_len(name) <= width:
+        return name
+    parts = _COMPONENT.split(name)
+    words, seps = parts[0::2], parts[1::2]
+    keep = [True] * len(words)
+    while True:
+        middle = [i for i in range(1, len(words) - 1) if keep[i] and not words[i].isdigit()]
+        if not middle:
+            break
+        trials = [(cell_len(words[i]), i, _joined(words, seps, _without(keep, i), ellipsis)) for i in middle]
+        fitting = [trial for trial in trials if cell_len(trial[2]) <= width]
+        if fitting:
+            return min(fitting)[2]
+        keep[max(trials, key=lambda trial: (trial[0], -trial[1]))[1]] = False
+    return _cut_middle(name, width, ellipsis)
+
+
+def elide_all(names: Sequence[str], width: int, ellipsis: str = "…") -> list[str]:
+    """Each name elided to `width`; where two different names would read the same, both are cut by
+    characters instead (`bi/forward_lstm/...` and `bi/backward_lstm/...` must not both become `bi/…/...`)."""
+    short = [elide(name, width, ellipsis) for name in names]
+    sources: dict[str, set[str]] = {}
+    for name, text in zip(names, short, strict=True):
+        sources.setdefault(text, set()).add(name)
     return [
-        str(layer.index),
-        _layer_name(layer),
-        layer.kind.value,
-        shape,
-        Text(sparkline(metrics.esd_histogram), style="blue"),
-        Text(alpha, style=_LABEL_STYLE.get(label, "")),
-        _number(metrics.D, 3),
-        _number(metrics.lambda_max),
-        Text(phase, style=_PHASE_STYLE.get(phase, "")),
-        Text(label, style=_LABEL_STYLE.get(label, "")),
+        _cut_middle(name, width, ellipsis) if len(sources[text]) > 1 and text != name else text
+        for name, text in zip(names, short, strict=True)
     ]
 
 
-def model_table(report: ModelReport, *, show_skipped: bool) -> RenderableType:
-    """The table for one readable model, with a summary line under it."""
+def _without(keep: list[bool], index: int) -> list[bool]:
+    trial = list(keep)
+    trial[index] = False
+    return trial
+
+
+def _joined(words: list[str], seps: list[str], keep: list[bool], ellipsis: str) -> str:
+    out: list[str] = []
+    for i, word in enumerate(words):
+        if keep[i]:
+            out.append(word)
+        elif i == 0 or keep[i - 1]:
+            out.append(ellipsis)
+        else:
+            out.pop()  # a run of dropped words is one ellipsis: drop the separator between them
+        if i < len(seps):
+            out.append(seps[i])
+    return "".join(out)
+
+
+def _cut_middle(text: str, width: int, ellipsis: str) -> str:
+    room = width - cell_len(ellipsis)
+    if room <= 0:
+        return ellipsis[:width]
+    tail_room = (room * 3 + 4) // 5  # the end of a name (".q_proj.weight") tells layers apart
+    head_room = room - tail_room
+    head, tail = "", ""
+    for char in text:
+        if cell_len(head + char) > head_room:
+            break
+        head += char
+    for char in reversed(text):
+        if cell_len(char + tail) > tail_room:
+            break
+        tail = char + tail
+    return head + ellipsis + tail
+
+
+def _name_text(row: Row, glyphs: Glyphs, width: int | None) -> str:
+    """The name with its aliases when they fit in `width` (None: no limit), else the name alone (the caller
+    elides it)."""
+    name = view.cell(row, "layer", glyphs)
+    if row.layer.aliases:
+        aliases = ", ".join(view.display_text(alias, glyphs, 60) for alias in row.layer.aliases)
+        with_aliases = f"{name} (= {aliases})"
+        if width is None or cell_len(with_aliases) <= width:
+            return with_aliases
+    return name
+
+
+# --- Layout ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The columns a table shows at one width, each column's width, and the name column's."""
+
+    keys: tuple[str, ...]
+    short: frozenset[str]
+    widths: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.widths[key] for key in self.keys) + GAP * (len(self.keys) - 1)
+
+
+def plan_layout(table_rows: Sequence[Row], width: int, glyphs: Glyphs) -> Layout:
+    """Choose columns for `width` cells: shrink by SHRINK_STEPS until the names fit or get NAME_TARGET."""
+    keys = list(view.COLUMN_KEYS)
+    short: set[str] = set()
+    natural_name = max([cell_len(_name_text(row, glyphs, None)) for row in table_rows] + [5])
+
+    def natural(key: str) -> int:
+        shorten = key in short
+        cells = [cell_len(view.cell(row, key, glyphs, short=shorten)) for row in table_rows]
+        return max([cell_len(view.header(key, glyphs, short=shorten)), *cells])
+
+    steps: list[tuple[str, str] | None] = [None, *SHRINK_STEPS]
+    budget = 0
+    for step in steps:
+        if step is not None:
+            action, key = step
+            if action == "drop" and key in keys:
+                keys.remove(key)
+            elif action == "shorten":
+                short.add(key)
+        fixed = sum(natural(key) for key in keys if key != "layer") + GAP * (len(keys) - 1)
+        budget = width - fixed
+        needed = natural_name if EXTRA_KEYS & set(keys) else min(natural_name, NAME_TARGET)
+        if budget >= needed:
+            break
+    widths = {key: natural(key) for key in keys if key != "layer"}
+    widths["layer"] = max(NAME_MIN, min(natural_name, budget))
+    return Layout(keys=tuple(keys), short=frozenset(short), widths=widths)
+
+
+# --- Renderables ----------------------------------------------------------------------------------------
+
+
+class _Adaptive:
+    """A renderable built when rich renders it, for the width and encoding of that moment."""
+
+    def __init__(self, build: Callable[[Glyphs, int], Iterable[RenderableType]]) -> None:
+        self._build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        glyphs = view.glyphs_for_encoding(options.encoding)
+        yield from self._build(glyphs, options.max_width)
+
+
+def _styled_cell(row: Row, key: str, glyphs: Glyphs, layout: Layout, name: str) -> Text:
+    if key == "layer":
+        return Text(name)
+    text = view.cell(row, key, glyphs, short=key in layout.short)
+    layer = row.layer
+    style = ""
+    if key == "phase":
+        style = _PHASE_STYLE.get(text, "")
+    elif key == "band" and layer.alpha_label is not None:
+        style = _BAND_STYLE.get(layer.alpha_label.value, "") if view.band_applies(layer) else "dim"
+    elif key == "alpha" and layer.alpha_label is not None and view.band_applies(layer):
+        style = _BAND_STYLE.get(layer.alpha_label.value, "")
+    elif key == "esd":
+        style = "blue"
+    elif key == "number":
+        style = "dim"
+    return Text(text, style=style)
+
+
+def layer_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Table:
+    """The measured layers (analysed and failed), laid out for `width` cells."""
+    layout = plan_layout(table_rows, width, glyphs)
     table = Table(
-        title=Text(f"{safe_text(report.path)} ({report.format})", style="bold"),
-        title_justify="left",
-        expand=False,
+        box=_ASCII_HEAD if glyphs.ascii else box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        padding=(0, 1),
+        header_style="bold",
+        safe_box=glyphs.ascii,
     )
-    for header, justify in (
-        ("#", "right"),
-        ("layer", "left"),
-        ("kind", "left"),
-        ("shape", "left"),
-        ("ESD (log λ)", "left"),
-        ("alpha", "right"),
-        ("D", "right"),
-        ("λ max", "right"),
-        ("phase", "left"),
-        ("alpha label", "left"),
-    ):
-        table.add_column(header, justify=justify, no_wrap=header in ("ESD (log λ)", "shape"))
-    hidden: dict[str, int] = {}
-    for layer in report.layers:
-        if layer.status is Status.SKIPPED and not show_skipped:
-            key = (
-                layer.reason.split(",")[0]
-                if layer.reason and "--min-evals" in layer.reason
-                else (layer.reason or "")
-            )
-            hidden[key] = hidden.get(key, 0) + 1
-            continue
-        table.add_row(*_layer_row(layer))
-    parts: list[RenderableType] = [table]
-    summary = report.summary
-    if summary is not None:
-        line = Text(f"analysed {summary.analyzed}, skipped {summary.skipped}, failed {summary.failed}")
-        if summary.mean_alpha is not None:
-            line.append(f"; mean alpha {summary.mean_alpha:.2f} over {summary.analyzed_with_alpha} layers")
-        if summary.alpha_weighted is not None:
-            line.append(f", alpha-weighted {summary.alpha_weighted:.2f}")
-        if summary.log_norm is not None:
-            line.append(f", log-norm {summary.log_norm:.2f}")
-        parts.append(line)
-    for warning in report.warnings:
-        parts.append(Text(f"warning: {safe_text(warning, 300)}", style="yellow"))
-    if hidden:
-        count = sum(hidden.values())
-        parts.append(
-            Text(
-                f"{count} skipped tensors not shown (biases, norms, small layers); "
-                "--show-skipped lists them with their reasons",
-                style="dim",
-            )
+    for key in layout.keys:
+        table.add_column(
+            view.header(key, glyphs, short=key in layout.short),
+            justify="right" if key in view.NUMERIC_KEYS else "left",
+            width=layout.widths[key],
+            no_wrap=True,
+            overflow="ellipsis" if not glyphs.ascii else "crop",
         )
-    return Group(*parts)
+    width_of_names = layout.widths["layer"]
+    names = elide_all(
+        [_name_text(row, glyphs, width_of_names) for row in table_rows], width_of_names, glyphs.ellipsis
+    )
+    for row, name in zip(table_rows, names, strict=True):
+        table.add_row(*(_styled_cell(row, key, glyphs, layout, name) for key in layout.keys))
+    return table
 
 
-def error_line(report: ModelReport) -> Text:
-    """A readable model's place in the table output taken by its error."""
+def skipped_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Table:
+    """The skipped tensors with their reason's category and the reason (--show-skipped)."""
+    name_width = max(
+        NAME_MIN, min(max(cell_len(view.cell(row, "layer", glyphs)) for row in table_rows), width // 3)
+    )
+    table = Table(
+        box=_ASCII_HEAD if glyphs.ascii else box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        padding=(0, 1),
+        header_style="bold",
+        safe_box=glyphs.ascii,
+        title_justify="left",
+    )
+    cut: Literal["crop", "ellipsis"] = "crop" if glyphs.ascii else "ellipsis"
+    table.add_column("skipped tensor", width=name_width, no_wrap=True, overflow=cut)
+    table.add_column("shape", no_wrap=True, overflow=cut)
+    table.add_column("why", no_wrap=True, overflow=cut)
+    table.add_column("reason", overflow="fold", ratio=1)
+    for row in table_rows:
+        table.add_row(
+            Text(elide(view.cell(row, "layer", glyphs), name_width, glyphs.ellipsis), style="dim"),
+            Text(view.cell(row, "shape", glyphs), style="dim"),
+            Text(row.category.value if row.category else "", style="dim"),
+            Text(view.display_text(row.layer.reason or "", glyphs, 300), style="dim"),
+        )
+    return table
+
+
+def summary_panel(report: ModelReport, table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Table | None:
+    """Counts, mean and weighted alpha, phase counts, and the layers most worth a look with their reasons."""
+    summary = report.summary
+    if summary is None:
+        return None
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("summary", view.counts_line(summary, len(report.layers)))
+    alpha = view.alpha_line(summary, glyphs)
+    if alpha is not None:
+        grid.add_row("alpha", alpha)
+    phases = view.phase_counts(summary)
+    if phases:
+        grid.add_row(
+            "phases",
+            Text(glyphs.dot).join(
+                Text(f"{phase.value} {count}", style=_PHASE_STYLE.get(phase.value, ""))
+                for phase, count in phases
+            ),
+        )
+    worth = view.attention(table_rows)
+    name_room = max(NAME_MIN, min(NAME_TARGET + 12, width // 2))
+    for position, line in enumerate(worth.lines):
+        grid.add_row("look at" if position == 0 else "", attention_text(line, glyphs, name_room))
+    if worth.more:
+        grid.add_row("", Text(f"and {view.plural(worth.more, 'more layer')} with a concern", style="dim"))
+    return grid
+
+
+#: Layers named on a line that groups several layers sharing one concern.
+NAMES_PER_GROUP = 3
+
+
+def attention_text(line: view.AttentionLine, glyphs: Glyphs, name_room: int) -> Text:
+    """'#3 fc3.weight: reason; reason' or '6 layers: reason: #1 a, #2 b, #3 c and 3 more'."""
+    text = Text()
+    if len(line.rows) == 1:
+        row = line.rows[0]
+        text.append(f"#{row.number} ", style="dim")
+        text.append(elide(view.cell(row, "layer", glyphs), name_room, glyphs.ellipsis), style="bold")
+        text.append(": " + view.display_text("; ".join(line.reasons), glyphs, 400))
+        return text
+    text.append(f"{view.plural(len(line.rows), 'layer')}: {view.display_text(line.reasons[0], glyphs)}: ")
+    for position, row in enumerate(line.rows[:NAMES_PER_GROUP]):
+        if position:
+            text.append(", ")
+        text.append(f"#{row.number} ", style="dim")
+        text.append(elide(view.cell(row, "layer", glyphs), name_room, glyphs.ellipsis), style="bold")
+    if len(line.rows) > NAMES_PER_GROUP:
+        text.append(f" and {len(line.rows) - NAMES_PER_GROUP} more")
+    return text
+
+
+def _title(report: ModelReport, glyphs: Glyphs) -> Text:
+    title = Text(view.display_text(report.path, glyphs, 300), style="bold")
+    title.append(f" ({report.format})", style="dim")
+    return title
+
+
+def model_view(report: ModelReport, *, show_skipped: bool) -> RenderableType:
+    """One readable model: title, layer table, summary panel, legend, skipped tensors or their count."""
+
+    def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
+        all_rows, order = view.rows(report)
+        measured = [row for row in all_rows if row.layer.status is not Status.SKIPPED]
+        skipped = [row for row in all_rows if row.layer.status is Status.SKIPPED]
+        yield _title(report, glyphs)
+        if measured:
+            yield layer_table(measured, glyphs, width)
+        panel = summary_panel(report, measured, glyphs, width)
+        if panel is not None:
+            yield panel
+        for line in view.legend(measured, glyphs):
+            yield Text(line, style="dim")
+        if measured:
+            yield Text(view.order_line(order, len(measured)), style="dim")
+        for warning in report.warnings:
+            yield Text(f"warning: {view.display_text(warning, glyphs, 300)}", style="yellow")
+        if skipped and show_skipped:
+            yield skipped_table(skipped, glyphs, width)
+        elif skipped:
+            hidden = view.hidden_line(skipped)
+            if hidden is not None:
+                yield Text(hidden, style="dim")
+
+    return _Adaptive(build)
+
+
+def error_view(report: ModelReport) -> RenderableType:
+    """A file that could not be read, in the place of its table."""
     message = report.error.message if report.error is not None else "unknown error"
-    return Text(f"{safe_text(report.path)}: cannot be read: {safe_text(message, 300)}", style="red")
+
+    def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
+        path = view.display_text(report.path, glyphs)
+        yield Text(f"{path}: cannot be read: {view.display_text(message, glyphs, 300)}", style="red")
+
+    return _Adaptive(build)
 
 
-def gate_lines(gate: GateResult, active: bool) -> RenderableType | None:
+#: Violations listed under the tables; the rest are counted (every one is in the JSON report).
+MAX_VIOLATIONS_SHOWN = 50
+
+
+def gate_view(gate: GateResult, active: bool) -> RenderableType | None:
     """The gate's verdict under the tables, when a gate was asked for."""
     if not active:
         return None
-    if gate.passed:
-        return Text("gate: passed", style="green")
-    lines = [Text(f"gate: {len(gate.violations)} violation(s)", style="bold red")]
-    for violation in gate.violations[:50]:
-        value = violation.value if isinstance(violation.value, str) else f"{violation.value:.3f}"
-        lines.append(Text(f"  {safe_text(violation.layer)}: {violation.rule} (value {value})", style="red"))
-    if len(gate.violations) > 50:
-        lines.append(Text(f"  … and {len(gate.violations) - 50} more", style="red"))
-    return Group(*lines)
+
+    def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
+        if gate.passed:
+            yield Text("gate: passed", style="green")
+            return
+        yield Text(f"gate: {view.plural(len(gate.violations), 'violation')}", style="bold red")
+        for violation in gate.violations[:MAX_VIOLATIONS_SHOWN]:
+            value = violation.value if isinstance(violation.value, str) else f"{violation.value:.3f}"
+            yield Text(
+                f"  {view.display_text(violation.layer, glyphs)}: {violation.rule} (value {value})",
+                style="red",
+            )
+        if len(gate.violations) > MAX_VIOLATIONS_SHOWN:
+            yield Text(f"  and {len(gate.violations) - MAX_VIOLATIONS_SHOWN} more", style="red")
+
+    return _Adaptive(build)
 
 
 def build_tables(
     reports: Sequence[ModelReport], gate: GateResult, *, gate_active: bool, show_skipped: bool
 ) -> RenderableType:
-    """Everything the table format prints."""
+    """Everything the table format prints, one model after another, then the gate."""
     parts: list[RenderableType] = []
-    for report in reports:
+    for position, report in enumerate(reports):
+        if position:
+            parts.append(Text(""))
         parts.append(
-            error_line(report) if report.error is not None else model_table(report, show_skipped=show_skipped)
+            error_view(report) if report.error is not None else model_view(report, show_skipped=show_skipped)
         )
-    verdict = gate_lines(gate, gate_active)
+    verdict = gate_view(gate, gate_active)
     if verdict is not None:
         parts.append(verdict)
     return Group(*parts)

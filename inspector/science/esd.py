@@ -1,8 +1,8 @@
-"""A compact picture of an ESD: a log-binned histogram and its sparkline.
+"""A compact picture of an ESD: a log-binned histogram.
 
 The eigenvalues of a trained layer span many decades, so bins are equal in log10(lambda) between the
-smallest positive and the largest eigenvalue; the sparkline draws the counts with block characters so a
-heavy tail shows up as a long low ramp to the right of the bulk.
+smallest positive and the largest eigenvalue. Reports draw it (the terminal's sparkline is
+`inspector.render.view.sparkline`), where a heavy tail shows up as a long low ramp right of the bulk.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import numpy.typing as npt
 
 #: Bins of the histogram kept in each layer record (and drawn in the table).
 HISTOGRAM_BINS = 16
-
-_BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
 def log_histogram(eigenvalues: npt.NDArray[np.floating], bins: int = HISTOGRAM_BINS) -> tuple[int, ...]:
@@ -29,16 +27,3 @@ def log_histogram(eigenvalues: npt.NDArray[np.floating], bins: int = HISTOGRAM_B
         return tuple(int(count) for count in counts)
     counts, _ = np.histogram(logs, bins=bins, range=(low, high))
     return tuple(int(count) for count in counts)
-
-
-def sparkline(counts: tuple[int, ...]) -> str:
-    """Block characters scaled to the square root of the counts, so a thin tail stays visible."""
-    if not counts or max(counts) == 0:
-        return ""
-    peak = max(counts) ** 0.5
-    levels = len(_BLOCKS) - 1
-    glyphs = []
-    for count in counts:
-        level = 0 if count == 0 else max(1, round(levels * (count**0.5) / peak))
-        glyphs.append(_BLOCKS[level])
-    return "".join(glyphs)

@@ -1,0 +1,636 @@
+"""What every report for people shows, decided once: row order and numbers, cell texts, skip categories,
+how the phase and the alpha band relate, the layers worth a look, the legend and the footer.
+
+The terminal table (`render.table`), Markdown (`render.markdown`), HTML (`render.html`) and the plots draw
+from this module only, so they cannot disagree about what a row says or which row is number 3.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+from inspector.records import LayerRecord, ModelReport, Phase, Status, Summary
+from inspector.render import safe_text
+from inspector.science.phases import HEAVY_TAILED_MAX_D
+from inspector.science.powerlaw import SMALL_N_CUTOFF
+from inspector.science.summary import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
+
+# --- Characters -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Glyphs:
+    """The characters a report may use: box drawing and Greek on a UTF-8 stream, plain ASCII elsewhere."""
+
+    ascii: bool
+    blocks: str  # sparkline levels, blocks[0] for an empty bin
+    times: str  # between the dimensions of a shape
+    ellipsis: str  # where a name was cut
+    none: str  # a number that could not be computed
+    dot: str  # between the items of a list on one line
+    lam: str  # the eigenvalue symbol in headers
+
+
+UNICODE = Glyphs(ascii=False, blocks=" ▁▂▃▄▅▆▇█", times="×", ellipsis="…", none="–", dot=" · ", lam="λ")
+ASCII = Glyphs(ascii=True, blocks=" .:-=+*#%@", times="x", ellipsis="...", none="-", dot=" | ", lam="lambda")
+
+# What the Unicode report prints besides names: if an encoding cannot show all of it, the report is ASCII.
+_UNICODE_PROBE = UNICODE.blocks + UNICODE.times + UNICODE.ellipsis + UNICODE.none + "·λα━─│┃╇┡┩"
+
+
+def glyphs_for_encoding(encoding: str | None) -> Glyphs:
+    """UNICODE when `encoding` can show every character the report uses, else ASCII (cp1252, latin-1...).
+
+    None (an encoding the stream does not state) is taken as ASCII: a report must never fail to print.
+    """
+    if not encoding:
+        return ASCII
+    try:
+        _UNICODE_PROBE.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return ASCII
+    return UNICODE
+
+
+def display_text(text: str, glyphs: Glyphs, limit: int = 200) -> str:
+    """A string from a model file, safe for the terminal and, in ASCII mode, made of ASCII only."""
+    cleaned = safe_text(text, limit)
+    if glyphs.ascii:
+        cleaned = cleaned.replace("…", "...").encode("ascii", "backslashreplace").decode("ascii")
+    return cleaned
+
+
+def sparkline(counts: Sequence[int], glyphs: Glyphs = UNICODE) -> str:
+    """The ESD histogram as one character per bin, scaled to the square root of the counts so that a thin
+    tail stays visible next to the bulk."""
+    if not counts or max(counts) == 0:
+        return ""
+    peak = max(counts) ** 0.5
+    levels = len(glyphs.blocks) - 1
+    return "".join(
+        glyphs.blocks[0 if count == 0 else max(1, round(levels * count**0.5 / peak))] for count in counts
+    )
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """'1 layer', '3 layers' (and '1 eigenvalue', never '1 eigenvalues')."""
+    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
+
+
+def number(value: float | int | None, digits: int = 2, glyphs: Glyphs = UNICODE) -> str:
+    """A metric for a table cell: fixed decimals, scientific notation only for very large or small values."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return glyphs.none
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 10 ** (-digits)):
+        return f"{value:.{digits}e}"
+    return f"{value:.{digits}f}"
+
+
+# --- Order and numbers ----------------------------------------------------------------------------------
+
+
+class RowOrder(str, Enum):
+    """How rows are ordered: the file's own order, unless that order is plain text order."""
+
+    FILE = "file order"
+    NATURAL = "name order, numbers by value"
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key that reads digit runs as numbers: layers.2 before layers.10."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in _DIGITS.split(name) if part
+    )
+
+
+def row_order(layers: Sequence[LayerRecord]) -> RowOrder:
+    """NATURAL when the file lists its tensors in plain text order (safetensors and HDF5 writers sort names,
+    which puts layers.10 before layers.2); FILE otherwise, because then the order is the model's own."""
+    names = [layer.name for layer in layers]
+    if len(names) > 1 and names == sorted(names) and sorted(names, key=natural_key) != names:
+        return RowOrder.NATURAL
+    return RowOrder.FILE
+
+
+def ordered_layers(layers: Sequence[LayerRecord]) -> tuple[list[LayerRecord], RowOrder]:
+    """The records in display order, and which order that is."""
+    order = row_order(layers)
+    if order is RowOrder.FILE:
+        return list(layers), order
+    return sorted(layers, key=lambda layer: (natural_key(layer.name), layer.slice_index or 0)), order
+
+
+# --- Why a tensor was skipped ---------------------------------------------------------------------------
+
+
+class SkipCategory(str, Enum):
+    """The kind of reason a tensor was not analysed, read from the reason's words."""
+
+    NOT_A_MATRIX = "not a matrix"
+    NOT_A_WEIGHT = "not a weight"
+    NOT_SELECTED = "not selected"
+    EXCLUDED = "excluded"
+    TOO_SMALL = "too small"
+    TOO_LARGE = "too large"
+    EMPTY = "empty"
+    UNSUPPORTED = "unsupported values"
+    OTHER = "other"
+
+
+#: How a count of skipped tensors of each category reads in the footer: (one, several).
+SKIP_PHRASES: dict[SkipCategory, tuple[str, str]] = {
+    SkipCategory.NOT_A_MATRIX: ("bias, norm or other non-matrix", "biases, norms and other non-matrices"),
+    SkipCategory.NOT_A_WEIGHT: (
+        "non-weight (optimizer state, buffer)",
+        "non-weights (optimizer state, buffers)",
+    ),
+    SkipCategory.NOT_SELECTED: ("not selected by --layer", "not selected by --layer"),
+    SkipCategory.EXCLUDED: ("excluded by --exclude", "excluded by --exclude"),
+    SkipCategory.TOO_SMALL: (
+        "with fewer eigenvalues than --min-evals",
+        "with fewer eigenvalues than --min-evals",
+    ),
+    SkipCategory.TOO_LARGE: (
+        "with more eigenvalues than --max-evals",
+        "with more eigenvalues than --max-evals",
+    ),
+    SkipCategory.EMPTY: ("empty tensor", "empty tensors"),
+    SkipCategory.UNSUPPORTED: ("with unsupported values", "with unsupported values"),
+    SkipCategory.OTHER: ("for another reason", "for other reasons"),
+}
+
+# The reasons are written by inspector.layers (options, shapes, dtypes) and the readers (format-specific
+# skips); the first pattern that matches decides. tests/render/test_view.py checks that every reason the
+# fixtures produce falls in a named category, so a reworded reason cannot silently become OTHER.
+_SKIP_PATTERNS: tuple[tuple[SkipCategory, re.Pattern[str]], ...] = (
+    (SkipCategory.NOT_SELECTED, re.compile(r"--layer\b")),
+    (SkipCategory.EXCLUDED, re.compile(r"--exclude\b")),
+    (SkipCategory.TOO_SMALL, re.compile(r"--min-evals\b")),
+    (SkipCategory.TOO_LARGE, re.compile(r"--max-evals\b")),
+    (SkipCategory.EMPTY, re.compile(r"\bempty tensor\b")),
+    (SkipCategory.NOT_A_WEIGHT, re.compile(r"optimizer state|not a weight\)|\bbuffer\b", re.IGNORECASE)),
+    (
+        SkipCategory.UNSUPPORTED,
+        re.compile(
+            r"not floating point|not supported|not dequantised|cannot be recovered|unsupported|quantis",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        SkipCategory.NOT_A_MATRIX,
+        re.compile(r"not a (weight |layer )?matrix|not a kernel|vectors", re.IGNORECASE),
+    ),
+)
+
+
+def skip_category(reason: str | None) -> SkipCategory:
+    """The category of a skip reason (OTHER when no pattern knows it)."""
+    for category, pattern in _SKIP_PATTERNS:
+        if reason and pattern.search(reason):
+            return category
+    return SkipCategory.OTHER
+
+
+# --- Phase and alpha band -------------------------------------------------------------------------------
+
+#: What each phase says about the layer, in a few words (legend) and in a sentence (HTML, docs).
+PHASE_SHORT: dict[Phase, str] = {
+    Phase.RANDOM_LIKE: "noise, nothing learned",
+    Phase.BLEEDING_OUT: "learning has just begun",
+    Phase.BULK_PLUS_SPIKES: "a little structure learned",
+    Phase.BULK_DECAY: "training under way",
+    Phase.HEAVY_TAILED: "power-law tail, trained",
+    Phase.RANK_COLLAPSE: "collapsed",
+}
+PHASE_MEANING: dict[Phase, str] = {
+    Phase.RANDOM_LIKE: "the ESD is Marchenko-Pastur noise with no outlier: nothing learned beyond a random "
+    "matrix (or the layer is still at its initialisation)",
+    Phase.BLEEDING_OUT: "an MP bulk with a little eigenmass just above its edge: learning has just begun",
+    Phase.BULK_PLUS_SPIKES: "an MP bulk plus a few spikes well separated from it: some structure learned",
+    Phase.BULK_DECAY: "the bulk is no longer MP but the tail is not a clean power law: training under way",
+    Phase.HEAVY_TAILED: "the tail follows a power law: the signature of a well-trained layer",
+    Phase.RANK_COLLAPSE: "many eigenvalues sit at zero: the layer has lost rank (collapsed)",
+}
+
+#: One colour per phase for plots and HTML (Okabe-Ito, told apart with the common colour-vision deficiencies).
+PHASE_COLOURS: dict[Phase, str] = {
+    Phase.RANDOM_LIKE: "#E69F00",
+    Phase.BLEEDING_OUT: "#CC79A7",
+    Phase.BULK_PLUS_SPIKES: "#56B4E9",
+    Phase.BULK_DECAY: "#0072B2",
+    Phase.HEAVY_TAILED: "#009E73",
+    Phase.RANK_COLLAPSE: "#D55E00",
+}
+
+#: The phases whose tail is a power law that alpha describes. weightwatcher's alpha band (< 2 over-trained,
+#: 2..6 well-trained, > 6 under-trained) was read on such layers; on an MP-like or degenerate ESD alpha is
+#: fitted to noise or a few spikes (small random matrices give alphas of 4-7), so there the phase decides.
+BAND_APPLIES: frozenset[Phase] = frozenset({Phase.HEAVY_TAILED})
+
+#: Short band words for narrow tables.
+BAND_SHORT = {"over-trained": "over", "well-trained": "well", "under-trained": "under"}
+
+
+def band_applies(layer: LayerRecord) -> bool:
+    """Whether the alpha band reads the same as the phase (True too when there is no phase to overrule it)."""
+    return layer.phase is None or layer.phase in BAND_APPLIES
+
+
+# --- Rows -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One record as every report shows it.
+
+    Attributes:
+        layer: the record.
+        number: position among the measured layers (analysed or failed) in display order, from 1; None for
+            a skipped tensor. Plots and HTML use the same numbers.
+        category: why a skipped tensor was skipped.
+    """
+
+    layer: LayerRecord
+    number: int | None
+    category: SkipCategory | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.layer.status is not Status.SKIPPED
+
+
+def layer_label(layer: LayerRecord) -> str:
+    """The name a row shows: the tensor name, with the slice position in per-slice mode."""
+    return layer.name if layer.slice_index is None else f"{layer.name}[{layer.slice_index}]"
+
+
+def rows(report: ModelReport) -> tuple[list[Row], RowOrder]:
+    """Every record of a readable report as a row, in display order, numbered."""
+    ordered, order = ordered_layers(report.layers)
+    result: list[Row] = []
+    counter = 0
+    for layer in ordered:
+        if layer.status is Status.SKIPPED:
+            result.append(Row(layer, None, skip_category(layer.reason)))
+        else:
+            counter += 1
+            result.append(Row(layer, counter))
+    return result, order
+
+
+#: Column keys, in the order a full table shows them.
+COLUMN_KEYS = (
+    "number",
+    "layer",
+    "kind",
+    "shape",
+    "esd",
+    "alpha",
+    "D",
+    "lambda_max",
+    "phase",
+    "band",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "log_norm",
+    "stable_rank",
+    "num_spikes",
+)
+#: Columns whose cells are numbers (right-aligned, sorted as numbers in HTML).
+NUMERIC_KEYS = frozenset(
+    {
+        "number",
+        "alpha",
+        "D",
+        "lambda_max",
+        "num_pl_spikes",
+        "alpha_weighted",
+        "log_norm",
+        "stable_rank",
+        "num_spikes",
+    }
+)
+
+
+def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
+    """A column's header."""
+    lam = glyphs.lam
+    headers = {
+        "number": "#",
+        "layer": "layer",
+        "kind": "kind",
+        "shape": "shape",
+        "esd": f"ESD (log {lam})",
+        "alpha": "alpha",
+        "D": "D",
+        "lambda_max": f"{lam} max" if not glyphs.ascii else "lambda_max",
+        "phase": "phase",
+        "band": "band" if short else "alpha band",
+        "num_pl_spikes": "tail",
+        "alpha_weighted": "alpha_w",
+        "log_norm": "log_norm",
+        "stable_rank": "st_rank",
+        "num_spikes": "spikes",
+    }
+    return headers[key]
+
+
+#: Markers in cells, explained by the legend.
+LOW_CONFIDENCE_MARK = "?"
+OVERRULED_MARK = "*"
+
+
+def cell(row: Row, key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
+    """The text of one cell ("" where a column says nothing about this row)."""
+    layer = row.layer
+    metrics = layer.metrics
+    if key == "number":
+        return "" if row.number is None else str(row.number)
+    if key == "layer":
+        return display_text(layer_label(layer), glyphs)
+    if key == "kind":
+        return layer.kind.value
+    if key == "shape":
+        return glyphs.times.join(str(dim) for dim in layer.shape)
+    if layer.status is Status.FAILED:
+        return "failed" if key == "phase" else ""
+    if metrics is None:
+        return ""
+    if key == "esd":
+        return sparkline(metrics.esd_histogram, glyphs)
+    if key == "alpha":
+        text = number(metrics.alpha, 2, glyphs)
+        return (
+            text + LOW_CONFIDENCE_MARK if metrics.alpha is not None and metrics.fit_low_confidence else text
+        )
+    if key == "D":
+        return number(metrics.D, 3, glyphs)
+    if key == "phase":
+        return layer.phase.value if layer.phase is not None else glyphs.none
+    if key == "band":
+        if layer.alpha_label is None:
+            return glyphs.none
+        text = BAND_SHORT[layer.alpha_label.value] if short else layer.alpha_label.value
+        return text if band_applies(layer) else text + OVERRULED_MARK
+    value = getattr(metrics, key)
+    return number(value, 2 if key != "stable_rank" else 1, glyphs)
+
+
+def sort_value(row: Row, key: str) -> float | str | None:
+    """The value an HTML table sorts a column by (numbers as numbers, None last)."""
+    layer = row.layer
+    if key == "number":
+        return row.number
+    if key in ("layer", "kind", "phase"):
+        return (layer.phase.value if layer.phase else "") if key == "phase" else cell(row, key)
+    if key == "shape":
+        return float(math.prod(layer.shape))
+    if key == "band":
+        return layer.alpha_label.value if layer.alpha_label else None
+    if layer.metrics is None or key == "esd":
+        return None
+    value = getattr(layer.metrics, key, None)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+# --- Layers worth a look --------------------------------------------------------------------------------
+
+
+class Concern(IntEnum):
+    """What makes a layer worth a look; a lower value is more urgent."""
+
+    FAILED = 0
+    RANK_COLLAPSE = 1
+    VERY_HEAVY_TAIL = 2
+    RANDOM_LIKE = 3
+    CORRELATION_TRAPS = 4
+    BLEEDING_OUT = 5
+    THIN_TAIL = 6
+    POOR_FIT = 7
+    LOW_CONFIDENCE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason to look at one layer."""
+
+    row: Row
+    concern: Concern
+    reason: str
+
+
+def _concerns(row: Row) -> list[Finding]:
+    layer, metrics = row.layer, row.layer.metrics
+    found: list[Finding] = []
+    if layer.status is Status.FAILED:
+        return [Finding(row, Concern.FAILED, f"failed: {safe_text(layer.reason or 'no reason given', 200)}")]
+    if metrics is None:
+        return found
+    alpha = metrics.alpha
+    phase = layer.phase
+    if phase is Phase.RANK_COLLAPSE:
+        share = metrics.near_zero_fraction or 0.0
+        found.append(
+            Finding(
+                row, Concern.RANK_COLLAPSE, f"rank collapse: {share:.0%} of the eigenvalues are near zero"
+            )
+        )
+    if phase is Phase.HEAVY_TAILED and alpha is not None and alpha < OVER_TRAINED_BELOW:
+        found.append(
+            Finding(
+                row,
+                Concern.VERY_HEAVY_TAIL,
+                f"alpha {alpha:.2f} < {OVER_TRAINED_BELOW:g}: a very heavy tail, possibly over-fitted",
+            )
+        )
+    if phase is Phase.RANDOM_LIKE:
+        found.append(Finding(row, Concern.RANDOM_LIKE, "random-like ESD: nothing learned beyond noise"))
+    if metrics.num_traps:
+        found.append(
+            Finding(
+                row,
+                Concern.CORRELATION_TRAPS,
+                f"{plural(metrics.num_traps, 'correlation trap')}: spikes that survive shuffling the weights",
+            )
+        )
+    if phase is Phase.BLEEDING_OUT:
+        found.append(Finding(row, Concern.BLEEDING_OUT, "bleeding-out: barely moved from random"))
+    if (
+        phase not in (Phase.RANDOM_LIKE, Phase.BLEEDING_OUT)
+        and alpha is not None
+        and alpha > UNDER_TRAINED_ABOVE
+    ):
+        found.append(
+            Finding(
+                row,
+                Concern.THIN_TAIL,
+                f"alpha {alpha:.2f} > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
+            )
+        )
+    if phase is Phase.BULK_DECAY and metrics.D is not None and metrics.D > HEAVY_TAILED_MAX_D:
+        found.append(
+            Finding(
+                row,
+                Concern.POOR_FIT,
+                f"power law fits the tail poorly (D {metrics.D:.3f} > {HEAVY_TAILED_MAX_D:g})",
+            )
+        )
+    if alpha is not None and metrics.fit_low_confidence:
+        found.append(
+            Finding(
+                row,
+                Concern.LOW_CONFIDENCE,
+                f"alpha fitted on {plural(metrics.num_fit_evals, 'eigenvalue')}"
+                f" (fewer than {SMALL_N_CUTOFF}): uncertain",
+            )
+        )
+    return found
+
+
+#: What a concern means, for a line that names several layers at once.
+CONCERN_TEXT: dict[Concern, str] = {
+    Concern.FAILED: "could not be measured",
+    Concern.RANK_COLLAPSE: "rank collapse: many eigenvalues near zero",
+    Concern.VERY_HEAVY_TAIL: f"alpha < {OVER_TRAINED_BELOW:g}: a very heavy tail, possibly over-fitted",
+    Concern.RANDOM_LIKE: "random-like ESD: nothing learned beyond noise",
+    Concern.CORRELATION_TRAPS: "correlation traps: spikes that survive shuffling the weights",
+    Concern.BLEEDING_OUT: "bleeding-out: barely moved from random",
+    Concern.THIN_TAIL: f"alpha > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
+    Concern.POOR_FIT: f"power law fits the tail poorly (D > {HEAVY_TAILED_MAX_D:g})",
+    Concern.LOW_CONFIDENCE: f"alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues: uncertain",
+}
+#: Lines the summary spends on layers worth a look; further layers are counted.
+WORTH_A_LOOK = 5
+#: A concern shared by this many layers or more is one line naming them, not a line each.
+GROUP_AT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionLine:
+    """One line of "look at": a layer with its most urgent reasons, or several layers sharing one concern."""
+
+    concern: Concern
+    rows: tuple[Row, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Attention:
+    """The layers most worth a look, most urgent first, and how many layers with a concern were left out."""
+
+    lines: tuple[AttentionLine, ...]
+    more: int
+
+
+def attention(report_rows: Iterable[Row], limit: int = WORTH_A_LOOK) -> Attention:
+    """Rank layers by their most urgent concern (then by how far alpha is from the band), in `limit` lines."""
+    by_concern: dict[Concern, list[tuple[float, Row, list[Finding]]]] = {}
+    for row in report_rows:
+        found = sorted(_concerns(row), key=lambda finding: finding.concern)
+        if not found:
+            continue
+        alpha = row.layer.metrics.alpha if row.layer.metrics is not None else None
+        distance = 0.0 if alpha is None else max(OVER_TRAINED_BELOW - alpha, alpha - UNDER_TRAINED_ABOVE, 0.0)
+        by_concern.setdefault(found[0].concern, []).append((-distance, row, found))
+    lines: list[AttentionLine] = []
+    left_out = 0
+    for concern in sorted(by_concern):
+        group = sorted(by_concern[concern], key=lambda item: (item[0], item[1].number or 0))
+        if len(lines) >= limit:
+            left_out += len(group)
+        elif len(group) >= GROUP_AT:
+            members = sorted((row for _, row, _ in group), key=lambda row: row.number or 0)
+            lines.append(AttentionLine(concern, tuple(members), (CONCERN_TEXT[concern],)))
+        else:
+            for _, row, found in group:
+                if len(lines) >= limit:
+                    left_out += 1
+                    continue
+                lines.append(AttentionLine(concern, (row,), tuple(finding.reason for finding in found[:2])))
+    return Attention(lines=tuple(lines), more=left_out)
+
+
+# --- Summary, legend, footer ----------------------------------------------------------------------------
+
+
+def counts_line(summary: Summary, total: int) -> str:
+    """'analysed 3 of 6 tensors; 3 skipped, 0 failed'."""
+    return (
+        f"analysed {summary.analyzed} of {plural(total, 'tensor')}; "
+        f"{summary.skipped} skipped, {summary.failed} failed"
+    )
+
+
+def alpha_line(summary: Summary, glyphs: Glyphs = UNICODE) -> str | None:
+    """Mean and weighted alpha with what they cover, or None when no alpha was fitted."""
+    if summary.mean_alpha is None:
+        return None
+    parts = [f"mean alpha {summary.mean_alpha:.2f} over {plural(summary.analyzed_with_alpha, 'layer')}"]
+    if summary.alpha_weighted is not None:
+        parts.append(f"alpha-weighted {summary.alpha_weighted:.2f}")
+    if summary.log_norm is not None:
+        parts.append(f"log-norm {summary.log_norm:.2f}")
+    return glyphs.dot.join(parts)
+
+
+def phase_counts(summary: Summary) -> list[tuple[Phase, int]]:
+    """Phases present, in the order of the 5+1 phases."""
+    return [
+        (phase, summary.phase_counts[phase.value]) for phase in Phase if summary.phase_counts.get(phase.value)
+    ]
+
+
+def legend(report_rows: Sequence[Row], glyphs: Glyphs = UNICODE) -> list[str]:
+    """The lines that explain what this table shows (only the phases and marks that occur in it)."""
+    measured = [row for row in report_rows if row.layer.metrics is not None]
+    if not measured:
+        return []
+    phases = [phase for phase in Phase if any(row.layer.phase is phase for row in measured)]
+    lines = [
+        "phase (the verdict, read from the whole ESD): "
+        + glyphs.dot.join(f"{phase.value} = {PHASE_SHORT[phase]}" for phase in phases)
+    ]
+    low, high = f"{OVER_TRAINED_BELOW:g}", f"{UNDER_TRAINED_ABOVE:g}"
+    band = (
+        f"alpha band = alpha alone (< {low} over-trained, {low}-{high} well, > {high} under);"
+        " it reads true for heavy-tailed layers only"
+    )
+    if any(not band_applies(row.layer) and row.layer.alpha_label is not None for row in measured):
+        band += f", {OVERRULED_MARK} marks a band the phase overrules"
+    lines.append(band)
+    if any(row.layer.metrics is not None and row.layer.metrics.fit_low_confidence for row in measured):
+        lines.append(f"{LOW_CONFIDENCE_MARK} = alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues")
+    return lines
+
+
+def hidden_line(report_rows: Sequence[Row]) -> str | None:
+    """The footer counting skipped tensors by category, when they are not listed."""
+    counts = Counter(row.category for row in report_rows if row.category is not None)
+    if not counts:
+        return None
+    parts = [
+        f"{count} {SKIP_PHRASES[category][0 if count == 1 else 1]}"
+        for category, count in sorted(
+            counts.items(), key=lambda item: (-item[1], list(SkipCategory).index(item[0]))
+        )
+    ]
+    total = sum(counts.values())
+    return f"{plural(total, 'tensor')} not shown: {', '.join(parts)}; --show-skipped lists them"
+
+
+def order_line(order: RowOrder, count: int) -> str:
+    """What the row numbers mean."""
+    source = "the file's order" if order is RowOrder.FILE else "name order with numbers read as numbers"
+    return f"# numbers the {plural(count, 'measured layer')} in {source}"
