@@ -110,21 +110,12 @@ def describe_offset(file_name: str, offset: int) -> str:
     return f"{file_name} @ {offset:#x}"
 
 
-def resolve_inside(folder: Path, relative: str, *, what: str, path: Path | None = None) -> Path:
-    """Resolve `relative` against `folder`, refusing anything that leaves it.
-
-    Absolute paths, `..` escapes and symbolic links whose target lies outside the folder raise
-    `UnsafeFileError`; the check uses the fully resolved real path, so `a/../../x` and links are caught.
-    """
-    from formats.errors import UnsafeFileError
-
-    if not relative or relative.startswith(("/", "\\")) or (len(relative) > 1 and relative[1] == ":"):
-        raise UnsafeFileError(f"{what} names an absolute path {relative!r}", path=path)
-    base = folder.resolve()
-    candidate = (folder / relative).resolve()
-    if candidate != base and base not in candidate.parents:
-        raise UnsafeFileError(f"{what} {relative!r} points outside the model's folder", path=path)
-    return candidate
+def file_size_of(path: Path) -> int:
+    """The size of `path` in bytes; a file that cannot be looked at is a `CorruptFileError`."""
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
 
 
 def read_array_at(

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import element_count, resolve_inside
+from formats._binary import element_count
+from formats._paths import resolve_confined
 from formats.errors import CorruptFileError, TensorError, UnsupportedFormatError
 from formats.types import DType
 
@@ -193,9 +194,10 @@ def locate(tensor: onnx.TensorProto, *, model_path: Path, what: str) -> Located:
     if tensor.data_location == EXTERNAL:
         entries = _external_entries(tensor)
         location = entries.get("location", "")
-        # resolve_inside refuses absolute paths, `..` escapes and links whose target leaves the folder,
-        # before anything is opened (CVE-2022-25882, CVE-2024-27318, CVE-2026-27489 in onnx itself).
-        file = resolve_inside(
+        # The one path rule (formats._paths): absolute paths, `..` escapes and links whose target leaves
+        # the folder (or the hub cache's blobs) are refused before anything is opened (CVE-2022-25882,
+        # CVE-2024-27318, CVE-2026-27489 in onnx itself).
+        file = resolve_confined(
             model_path.parent, location, what=f"external data of tensor {what!r}", path=model_path
         )
         offset = _parse_int(entries.get("offset", "0"), key="offset", what=what, path=model_path)

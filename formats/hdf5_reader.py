@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import struct
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import element_count, read_array_at
+from formats._binary import element_count, file_size_of, read_array_at
 from formats._hdf5_client import WorkerClient
 from formats._hdf5_keras import (
     KerasLayout,
@@ -48,15 +45,25 @@ from formats._hdf5_keras import (
     plain_weights,
     unsafe_objects,
 )
-from formats.errors import CorruptFileError, FormatError, TensorError, UnsafeFileError, UnsupportedFormatError
+from formats._lazy_reader import LazyReader
+from formats._zip import (
+    ZIP_ERRORS,
+    ZIP_MAGIC,
+    check_member_name,
+    checked_members,
+    open_archive,
+    read_member,
+    stored_offset,
+)
+from formats.errors import CorruptFileError, FormatError, UnsafeFileError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
-from formats.types import DType, Reader, TensorInfo, TensorRef
+from formats.types import DType, TensorInfo
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-ZIP_MAGIC = b"PK\x03\x04"
 KERAS_WEIGHTS_MEMBER = "model.weights.h5"
-#: Largest `config.json` / `metadata.json` read from a `.keras` archive.
+#: Largest `config.json` read from a `.keras` archive, and largest `metadata.json`.
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
+MAX_METADATA_BYTES = 1 << 20
 #: A chunked or compressed dataset may declare at most this many times the file's size (a compression
 #: ratio no real weights reach); more means unwritten chunks that would read as a wall of fill values.
 MAX_EXPANSION = 1024
@@ -104,7 +111,7 @@ class _Container:
         return self.window[0] if self.window is not None else None
 
 
-class HDF5Reader(Reader):
+class HDF5Reader(LazyReader[_Entry]):
     """Keras weights from an HDF5 file or a `.keras` archive.
 
     Attributes:
@@ -123,11 +130,9 @@ class HDF5Reader(Reader):
         config: Any | None,
         extra_metadata: Mapping[str, str],
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, (), {})  # entries, metadata and warnings are planned below
         self._client: WorkerClient | None = client
         self._container = container
-        self._closed = False
-        self.bytes_materialized = 0
         broken = catalogue.get("broken") or []
         if broken:
             # An object the library cannot open is damage to the file, not a detail of one tensor.
@@ -160,7 +165,7 @@ class HDF5Reader(Reader):
                 notes.append(
                     f"external link {link_path} -> {link.get('file')}:{link.get('target')} was not followed"
                 )
-        self.warnings: tuple[str, ...] = tuple(notes)
+        self.warnings = tuple(notes)
         self._metadata = self._describe_model(layout, root_attrs, config, extra_metadata)
         self._entries = self._plan(weights, catalogue)
         if self._client is not None and all(entry.offset is not None for entry in self._entries):
@@ -168,21 +173,8 @@ class HDF5Reader(Reader):
             self._client.close()
             self._client = None
 
-    # -- Reader API ---------------------------------------------------------------------------------
-
-    def tensors(self) -> Iterator[TensorRef]:
-        """Yield every weight once, in model order, without reading tensor bytes."""
-        self._check_open()
-        for entry in self._entries:
-            yield TensorRef(info=entry.info, _fetch=partial(self._fetch, entry))
-
-    def metadata(self) -> Mapping[str, str]:
-        """Keras version, backend, layout, model class, and Lambda layers / custom objects (untrusted)."""
-        return dict(self._metadata)
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Stop the worker process, if one is still running."""
-        self._closed = True
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -319,15 +311,8 @@ class HDF5Reader(Reader):
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise FormatError("reader closed", path=self.path)
-
     def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
-        self._check_open()
         info = entry.info
-        if info.skip_reason is not None:
-            raise TensorError(f"tensor {info.name!r}: {info.skip_reason}")
         if entry.offset is not None:
             try:
                 with self._container.file.open("rb", buffering=0) as handle:
@@ -374,59 +359,13 @@ def _model_name(config: Any) -> str | None:
 # `.keras` archives.
 
 
-def _check_member_name(name: str, path: Path) -> None:
-    """Refuse member names that would land outside a folder the archive is extracted to."""
-    parts = name.replace("\\", "/").split("/")
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts or "\x00" in name:
-        raise UnsafeFileError(
-            f"the archive holds a member named {name!r}, which escapes its folder", path=path
-        )
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:
-    if info.file_size > limit:
-        raise CorruptFileError(
-            f"{info.filename} is {info.file_size} bytes, more than the limit {limit}", path=path
-        )
-    try:
-        with archive.open(info) as member:
-            data = member.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-        raise CorruptFileError(f"cannot read {info.filename} from the archive: {exc}", path=path) from None
-    if len(data) > limit:
-        raise CorruptFileError(f"{info.filename} decompresses to more than {limit} bytes", path=path)
-    return data
-
-
-def _stored_window(path: Path, info: zipfile.ZipInfo, file_size: int) -> tuple[int, int]:
-    """(start, size) of a stored (uncompressed) member's bytes in the archive, from its local header."""
-    with path.open("rb") as handle:
-        handle.seek(info.header_offset)
-        header = handle.read(30)
-    if len(header) != 30 or header[:4] != ZIP_MAGIC:
-        raise CorruptFileError(f"the local header of {info.filename} is missing or damaged", path=path)
-    name_length, extra_length = struct.unpack("<HH", header[26:30])
-    start = info.header_offset + 30 + name_length + extra_length
-    if start + info.file_size > file_size or info.compress_size != info.file_size:
-        raise CorruptFileError(f"{info.filename} extends past the end of the archive", path=path)
-    return start, info.file_size
-
-
 def _open_keras(path: Path) -> HDF5Reader:
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CorruptFileError(f"not a readable .keras archive: {exc}", path=path) from None
-    with archive:
-        infos = archive.infolist()
-        seen: set[str] = set()
-        for info in infos:
-            _check_member_name(info.filename, path)
-            if info.filename in seen:
-                # Two members with one name: different tools would read different ones.
-                raise CorruptFileError(f"the archive holds two members named {info.filename!r}", path=path)
-            seen.add(info.filename)
-        members = {info.filename: info for info in infos}
+    file_size = file_size_of(path)
+    with open_archive(path, what=".keras archive") as archive:
+        members = checked_members(archive, file_size, path)
+        for name in members:
+            # Keras extracts the archive to a folder when it loads it; a name that escapes is refused.
+            check_member_name(name, path)
         if KERAS_WEIGHTS_MEMBER not in members:
             others = sorted(name for name in members if "weights" in name)
             raise UnsupportedFormatError(
@@ -442,12 +381,14 @@ def _open_keras(path: Path) -> HDF5Reader:
         extra: dict[str, str] = {}
         if "config.json" in members:
             try:
-                config = json.loads(_read_member(archive, members["config.json"], MAX_CONFIG_BYTES, path))
+                config = json.loads(read_member(archive, members["config.json"], MAX_CONFIG_BYTES, path))
             except (ValueError, RecursionError) as exc:
                 raise CorruptFileError(f"config.json is not valid JSON: {exc}", path=path) from None
         if "metadata.json" in members:
             try:
-                metadata = json.loads(_read_member(archive, members["metadata.json"], 1 << 20, path))
+                metadata = json.loads(
+                    read_member(archive, members["metadata.json"], MAX_METADATA_BYTES, path)
+                )
             except (ValueError, RecursionError):
                 metadata = None
             if isinstance(metadata, dict):
@@ -455,17 +396,16 @@ def _open_keras(path: Path) -> HDF5Reader:
                     if isinstance(metadata.get(key), str):
                         extra[f"keras.{key}"] = metadata[key]
         weights_info = members[KERAS_WEIGHTS_MEMBER]
-        file_size = os.path.getsize(path)
+        window: tuple[int, int] | None = None
         if weights_info.compress_type == zipfile.ZIP_STORED:
-            window: tuple[int, int] | None = _stored_window(path, weights_info, file_size)
             with path.open("rb") as handle:
-                handle.seek(window[0])
-                if handle.read(8) != HDF5_MAGIC:
+                start = stored_offset(handle, weights_info, file_size, path)
+                handle.seek(start)
+                if handle.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
                     raise CorruptFileError(
                         f"{KERAS_WEIGHTS_MEMBER} in the archive is not an HDF5 file", path=path
                     )
-        else:
-            window = None
+            window = (start, weights_info.file_size)
     container = _Container(path, KERAS_WEIGHTS_MEMBER, window, weights_info.file_size)
     return _open_with_worker(path, container, config, extra)
 
@@ -494,17 +434,16 @@ def open_hdf5(path: Path) -> HDF5Reader:
             head = handle.read(8)
     except OSError as exc:
         raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
-    if head[:4] == ZIP_MAGIC:
+    if head.startswith(ZIP_MAGIC):
         return _open_keras(path)
-    size = os.path.getsize(path)
-    return _open_with_worker(path, _Container(path, None, None, size), None, {})
+    return _open_with_worker(path, _Container(path, None, None, file_size_of(path)), None, {})
 
 
 def _is_keras_zip(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except ZIP_ERRORS:
         return False
     return "config.json" in names and (KERAS_WEIGHTS_MEMBER in names or "metadata.json" in names)
 

@@ -34,15 +34,14 @@ Decisions that shape what `tensors()` yields:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from formats._lazy_reader import LazyReader
 from formats._onnx_graph import (
     Cast,
     Constant,
@@ -67,13 +66,12 @@ from formats._onnx_tensor import (
 )
 from formats.errors import (
     CorruptFileError,
-    FormatError,
     MissingDependencyError,
     TensorError,
     UnsupportedFormatError,
 )
 from formats.registry import FormatSpec, register
-from formats.types import DType, FormatHint, Reader, TensorInfo, TensorRef
+from formats.types import DType, FormatHint, TensorInfo
 
 if TYPE_CHECKING:
     import onnx
@@ -92,7 +90,7 @@ class _Entry:
     located: dict[int, Located]  # id(Constant) -> where its values are
 
 
-class ONNXReader(Reader):
+class ONNXReader(LazyReader[_Entry]):
     """An ONNX model whose weights were found from its graph; `read()` produces what the consumer sees.
 
     Attributes:
@@ -103,31 +101,15 @@ class ONNXReader(Reader):
     format_name = "onnx"
 
     def __init__(self, path: Path, model: onnx.ModelProto) -> None:
-        super().__init__(path)
         walker = GraphWalker(model)
         walker.walk()
-        self.warnings: tuple[str, ...] = tuple(walker.notes)
-        self._entries = [self._describe(planned) for planned in walker.plan()]
-        self._metadata = _describe_model(model, walker.subgraph_count)
-        self._closed = False
-        self.bytes_materialized = 0
+        # Metadata: producer, IR version, opsets, graph name and the model's metadata_props (untrusted).
+        super().__init__(path, (), _describe_model(model, walker.subgraph_count), tuple(walker.notes))
+        self._entries = [self._describe(planned) for planned in walker.plan()]  # locating needs self.path
 
-    # -- Reader API ---------------------------------------------------------------------------------
-
-    def tensors(self) -> Iterator[TensorRef]:
-        """Yield every weight once, in graph order, without decoding tensor bytes."""
-        self._check_open()
-        for entry in self._entries:
-            yield TensorRef(info=entry.info, _fetch=partial(self._fetch, entry))
-
-    def metadata(self) -> Mapping[str, str]:
-        """Producer, IR version, opsets, graph name and the model's metadata_props (untrusted text)."""
-        return dict(self._metadata)
-
-    def close(self) -> None:
-        """Release the parsed model (the plan holds the only references to it); memory maps live only as
+    def _release(self) -> None:
+        """Drop the parsed model (the plan holds the only references to it); memory maps live only as
         long as the arrays a `read()` returned."""
-        self._closed = True
         self._entries = []
 
     # -- opening ------------------------------------------------------------------------------------
@@ -186,10 +168,6 @@ class ONNXReader(Reader):
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise FormatError("reader closed", path=self.path)
-
     def _values(self, constant: Constant, entry: _Entry) -> npt.NDArray[np.generic]:
         located = entry.located[id(constant)]
         values = load_values(constant.tensor, located)
@@ -197,10 +175,7 @@ class ONNXReader(Reader):
         return values
 
     def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
-        self._check_open()
         info = entry.info
-        if info.skip_reason is not None:
-            raise TensorError(f"tensor {info.name!r}: {info.skip_reason}")
         planned = entry.planned
         values = self._values(planned.constant, entry)
         for transform in planned.transforms:
