@@ -506,13 +506,9 @@ def plain_weights(catalogue: Mapping[str, Any]) -> list[Weight]:
 # What each weight is.
 
 
-_BIAS = "bias: a vector, not a matrix"
-_NORM = "normalisation parameter: a vector, not a matrix"
-
-
-def describe(weight: Weight, shape: tuple[int, ...]) -> tuple[FormatHint, str | None, tuple[int, ...]]:
-    """The hint, skip reason and presented shape of one weight (MultiHeadAttention kernels are folded
-    to 2-D: a fused projection is one matrix)."""
+def describe(weight: Weight, shape: tuple[int, ...]) -> tuple[FormatHint, tuple[int, ...]]:
+    """The hint and presented shape of one weight (MultiHeadAttention kernels are folded to 2-D: a fused
+    projection is one matrix). Whether the kind rules out a matrix is worded by `formats.skip_reasons`."""
     class_name = weight.class_name
     variable = weight.variable
     op = class_name
@@ -523,41 +519,38 @@ def describe(weight: Weight, shape: tuple[int, ...]) -> tuple[FormatHint, str | 
     ) -> FormatHint:
         return FormatHint(kind=kind, layout=layout, role=role, op=op, layer_name=layer_name, groups=groups)
 
-    if variable == "bias" or (class_name == "EinsumDense" and variable == "bias"):
-        return hint(WeightKind.BIAS, Layout.UNKNOWN), _BIAS, shape
+    if variable == "bias":
+        return hint(WeightKind.BIAS, Layout.UNKNOWN), shape
     if class_name in _NORMS or variable in ("gamma", "beta", "moving_mean", "moving_variance"):
-        return hint(WeightKind.NORM, Layout.UNKNOWN), _NORM, shape
+        return hint(WeightKind.NORM, Layout.UNKNOWN), shape
     if class_name in _DEPTHWISE or variable == "depthwise_kernel":
+        # Keras depthwise kernels are (*spatial, channels, multiplier): one group per input channel.
         channels = shape[-2] if len(shape) >= 2 else 1
-        reason = f"depthwise convolution kernel (groups={channels}): one filter per channel, not a matrix"
-        return hint(WeightKind.DEPTHWISE_CONV, groups=channels), reason, shape
+        return hint(WeightKind.DEPTHWISE_CONV, groups=channels), shape
     if variable == "embeddings" or class_name == "Embedding":
-        return hint(WeightKind.EMBEDDING, Layout.UNKNOWN, Role.EMBEDDING), None, shape
+        return hint(WeightKind.EMBEDDING, Layout.UNKNOWN, Role.EMBEDDING), shape
     if (
         class_name in _RECURRENT
         or variable == "recurrent_kernel"
         or (class_name == "Bidirectional" and variable == "kernel")
     ):
-        return hint(WeightKind.RECURRENT), None, shape
+        return hint(WeightKind.RECURRENT), shape
     if weight.merge is not None and len(shape) == 3:
         folded = (
             (shape[0], shape[1] * shape[2]) if weight.merge == "tail" else (shape[0] * shape[1], shape[2])
         )
-        return hint(WeightKind.DENSE, role=Role.ATTENTION), None, folded
+        return hint(WeightKind.DENSE, role=Role.ATTENTION), folded
     if class_name in _CONV or (
         variable in ("kernel", "pointwise_kernel") and len(shape) >= 3 and class_name is None
     ):
         if weight.groups > 1 and len(shape) >= 3 and shape[-2] == 1:
-            reason = (
-                f"depthwise convolution kernel (groups={weight.groups}): one filter per channel, not a matrix"
-            )
-            return hint(WeightKind.DEPTHWISE_CONV, groups=weight.groups), reason, shape
-        return hint(WeightKind.CONV, groups=weight.groups), None, shape
+            return hint(WeightKind.DEPTHWISE_CONV, groups=weight.groups), shape
+        return hint(WeightKind.CONV, groups=weight.groups), shape
     if variable == "pointwise_kernel":
-        return hint(WeightKind.CONV), None, shape
+        return hint(WeightKind.CONV), shape
     if class_name in ("Dense", "EinsumDense") or (variable == "kernel" and len(shape) == 2):
-        return hint(WeightKind.DENSE), None, shape
+        return hint(WeightKind.DENSE), shape
     if variable == "alpha" and class_name == "PReLU":
-        return hint(WeightKind.OTHER, Layout.UNKNOWN), "PReLU slopes: not a matrix", shape
+        return hint(WeightKind.OTHER, Layout.UNKNOWN), shape  # PReLU slopes: one per channel
     # An unknown class: the variable's layout is Keras's (inputs first) but its kind is not known.
-    return hint(None), None, shape
+    return hint(None), shape

@@ -57,6 +57,7 @@ from formats._zip import (
 )
 from formats.errors import CorruptFileError, FormatError, UnsafeFileError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
+from formats.skip_reasons import not_a_matrix, not_floating_point
 from formats.types import DType, TensorInfo
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -257,11 +258,12 @@ class HDF5Reader(LazyReader[_Entry]):
             dtype = _FLOAT_DTYPES.get(code) or _INT_DTYPES.get(code) or DType.OTHER
             itemsize = np.dtype(str(numpy_dtype)).itemsize
             if not dtype.is_float:
-                skip = skip or f"{dtype.value} values are not floating point"
+                skip = skip or not_floating_point(dtype.value)
         nbytes = count * itemsize
         offset = self._direct_offset(dataset, nbytes, what)
-        hint, reason, presented = describe(weight, shape)
-        skip = skip or reason
+        hint, presented = describe(weight, shape)
+        # What the kind rules out (biases, norms, depthwise kernels) is worded once, for every format.
+        skip = skip or not_a_matrix(hint, presented)
         if skip is None and dataset.get("storage", 0) == 0 and nbytes > 0:
             skip = "dataset has no stored values (never written)"
         info = TensorInfo(

@@ -42,21 +42,19 @@ import numpy as np
 import numpy.typing as npt
 
 from formats._lazy_reader import LazyReader
-from formats._onnx_graph import (
+from formats._onnx_chains import (
     Cast,
     Constant,
     Dequantize,
-    GraphWalker,
-    Planned,
     SelectDirection,
-    Transpose,
-    dequantize_problem,
+    apply_transforms,
+    cast,
+    dequantize,
 )
+from formats._onnx_graph import GraphWalker, Planned
 from formats._onnx_tensor import (
-    BFLOAT16,
     DOUBLE,
     FLOAT,
-    FLOAT16,
     FLOAT_CODES,
     Located,
     Storage,
@@ -71,7 +69,10 @@ from formats.errors import (
     UnsupportedFormatError,
 )
 from formats.registry import FormatSpec, register
+from formats.skip_reasons import not_a_matrix, not_floating_point
 from formats.types import DType, FormatHint, TensorInfo
+
+__all__ = ["ONNXReader", "cast", "dequantize", "open_onnx", "sniff_onnx"]
 
 if TYPE_CHECKING:
     import onnx
@@ -118,7 +119,6 @@ class ONNXReader(LazyReader[_Entry]):
         constant = planned.constant
         located: dict[int, Located] = {}
         what = constant.name or "(unnamed)"
-        skip = planned.skip_reason
         if constant.sparse_shape is None:
             located[id(constant)] = locate(constant.tensor, model_path=self.path, what=what)
         for transform in planned.transforms:
@@ -140,8 +140,11 @@ class ONNXReader(LazyReader[_Entry]):
             constant.code not in FLOAT_CODES and any(isinstance(t, Cast) for t in planned.transforms)
         )
         dtype = DType.QUANTIZED if quantized else element_type(constant.code).dtype
+        # Facts every format shares (a bias, a depthwise kernel...) are worded from the hint; ONNX's own
+        # (sparse storage, a chain that does not fit, an operator-quantised weight) come with the plan.
+        skip = not_a_matrix(hint, planned.shape) or planned.skip_reason
         if skip is None and not quantized and not dtype.is_float:
-            skip = f"{element_type(constant.code).onnx_name} values are not floating point"
+            skip = not_floating_point(element_type(constant.code).onnx_name)
         directions = next((t.count for t in planned.transforms if isinstance(t, SelectDirection)), 1)
         source = located.get(id(constant))
         nbytes = (source.nbytes if source is not None else 0) // directions
@@ -177,23 +180,17 @@ class ONNXReader(LazyReader[_Entry]):
     def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
         info = entry.info
         planned = entry.planned
-        values = self._values(planned.constant, entry)
-        for transform in planned.transforms:
-            if isinstance(transform, Dequantize):
-                scale = self._values(transform.scale, entry)
-                zero = self._values(transform.zero_point, entry) if transform.zero_point is not None else None
-                values = dequantize(values, scale, zero, transform)
-            elif isinstance(transform, Cast):
-                values = cast(values, transform.to)
-            elif isinstance(transform, Transpose):
-                values = np.transpose(values, transform.perm)
-            elif isinstance(transform, SelectDirection):
-                values = values[transform.index]
+        values = apply_transforms(
+            self._values(planned.constant, entry),
+            planned.transforms,
+            lambda constant: self._values(constant, entry),
+        )
         if values.dtype == np.float16:
             return values.astype(np.float32)
-        if values.dtype in (np.float32, np.float64):
-            return values  # type: ignore[return-value]
-        raise TensorError(f"tensor {info.name!r}: {values.dtype} values are not floating point")
+        if values.dtype == np.float32 or values.dtype == np.float64:
+            floats: npt.NDArray[np.floating] = values.astype(values.dtype, copy=False)
+            return floats
+        raise TensorError(f"tensor {info.name!r}: {not_floating_point(str(values.dtype))}")
 
 
 def _describe_model(model: onnx.ModelProto, subgraphs: int) -> dict[str, str]:
@@ -222,61 +219,6 @@ def _describe_model(model: onnx.ModelProto, subgraphs: int) -> dict[str, str]:
 
 def _op_label(node: onnx.NodeProto) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-
-
-_CAST_TARGETS: dict[int, str] = {FLOAT: "float32", FLOAT16: "float16", DOUBLE: "float64"}
-
-
-def cast(values: npt.NDArray[np.generic], to: int) -> npt.NDArray[np.floating]:
-    """What a Cast node to the float type `to` makes of `values` (bfloat16 rounded as ml_dtypes does)."""
-    if to == BFLOAT16:
-        import ml_dtypes
-
-        return values.astype(ml_dtypes.bfloat16).astype(np.float32)
-    target = _CAST_TARGETS.get(to)
-    if target is None:
-        raise TensorError(f"Cast to {element_type(to).onnx_name} is not supported")
-    return values.astype(target)
-
-
-def dequantize(
-    values: npt.NDArray[np.generic],
-    scale: npt.NDArray[np.generic],
-    zero_point: npt.NDArray[np.generic] | None,
-    transform: Dequantize,
-) -> npt.NDArray[np.floating]:
-    """DequantizeLinear (opset 10-23): y = (x - zero_point) * scale, per tensor, per axis or per block.
-
-    The subtraction is done in integers and the product in float32, as onnxruntime's kernel does, so
-    the result matches it bit for bit; a float16 or bfloat16 scale gives that type, widened on return.
-    """
-    problem = dequantize_problem(tuple(values.shape), transform)
-    if problem is not None:
-        raise TensorError(problem)
-    wide = np.int64 if values.dtype.itemsize >= 4 else np.int32
-    shifted = values.astype(wide)
-    rank = values.ndim
-    axis = transform.axis + rank if transform.axis < 0 else transform.axis
-
-    def spread(parameter: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-        if parameter.size == 1 and transform.block_size == 0:
-            return parameter.reshape(())
-        if transform.block_size == 0:
-            shape = [1] * rank
-            shape[axis] = values.shape[axis]
-            return parameter.reshape(shape)
-        repeated = np.repeat(parameter, transform.block_size, axis=axis)
-        return np.take(repeated, np.arange(values.shape[axis]), axis=axis)
-
-    if zero_point is not None:
-        shifted = shifted - spread(zero_point).astype(wide)
-    scale_dtype = scale.dtype
-    product = shifted.astype(np.float32) * spread(scale).astype(np.float32)
-    if scale_dtype == np.float16:
-        return product.astype(np.float16).astype(np.float32)
-    if scale_dtype == np.float64:
-        return shifted.astype(np.float64) * spread(scale).astype(np.float64)
-    return product
 
 
 # ----------------------------------------------------------------------------------------------------
