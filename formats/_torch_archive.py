@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from formats._binary import file_size_of, read_exact
-from formats._torch_stand_ins import StorageRef
+from formats._torch_records import StorageRef
 from formats._unpickler import MAX_PICKLE_BYTES, load_pickle, read_next_pickle
 from formats._zip import checked_members, first_member_name, open_archive, read_member, stored_offset
 from formats.errors import CorruptFileError, UnknownFormatError, UnsupportedFormatError

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from formats._torch_stand_ins import Placeholder, TensorHandle, placeholder_name
+from formats._torch_records import Placeholder, TensorHandle, placeholder_name
 from formats.errors import CorruptFileError
 from formats.types import DType, FormatHint, Layout, WeightKind
 

@@ -30,7 +30,8 @@ from typing import BinaryIO
 from formats._binary import MAX_ELEMENTS, read_exact
 from formats._messages import describe_exception
 from formats._pickle_policy import Verdict, decide, normalise, refusal
-from formats._torch_stand_ins import StorageRef, StorageType, placeholder_class, stand_in
+from formats._torch_records import StorageRef, StorageType, placeholder_class
+from formats._torch_stand_ins import stand_in
 from formats.errors import CorruptFileError, UnsafeFileError, WWInspectError
 
 __all__ = [

@@ -35,16 +35,13 @@ from formats._hdf5_client import WorkerClient
 from formats._hdf5_keras import (
     KerasLayout,
     Weight,
-    config_order,
     describe,
     detect_layout,
     keras2_weights,
     keras3_weights,
-    layer_classes,
-    parse_config,
     plain_weights,
-    unsafe_objects,
 )
+from formats._keras_config import config_order, layer_classes, model_name, parse_config, unsafe_objects
 from formats._lazy_reader import LazyReader
 from formats._zip import (
     ZIP_ERRORS,
@@ -156,8 +153,7 @@ class HDF5Reader(LazyReader[_Entry]):
             weights = keras3_weights(catalogue, classes, config_order(config) if config is not None else {})
         elif layout in (KerasLayout.KERAS2_MODEL, KerasLayout.KERAS2_WEIGHTS):
             base = "/model_weights" if layout is KerasLayout.KERAS2_MODEL else "/"
-            model_name = _model_name(config)
-            weights, more = keras2_weights(catalogue, base, classes, model_name)
+            weights, more = keras2_weights(catalogue, base, classes, model_name(config))
             notes.extend(more)
         else:
             weights = plain_weights(catalogue)
@@ -199,7 +195,7 @@ class HDF5Reader(LazyReader[_Entry]):
         if isinstance(config, dict):
             if isinstance(config.get("class_name"), str):
                 meta["keras.model_class"] = config["class_name"]
-            name = _model_name(config)
+            name = model_name(config)
             if name:
                 meta["keras.model_name"] = name
             lambdas, custom = unsafe_objects(config)
@@ -347,14 +343,6 @@ class HDF5Reader(LazyReader[_Entry]):
 def _replace_info(entry: _Entry, *, aliases: tuple[str, ...]) -> _Entry:
     new_info = dataclasses.replace(entry.info, aliases=aliases)
     return _Entry(new_info, entry.dataset, entry.numpy_dtype, entry.stored_shape, entry.offset, entry.nbytes)
-
-
-def _model_name(config: Any) -> str | None:
-    if isinstance(config, dict):
-        inner = config.get("config")
-        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-            return inner["name"]
-    return None
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from formats._torch_archive import (
     open_zip_archive,
 )
 from formats._torch_names import Found, hint_for, name_tensors, skip_reason_for
-from formats._torch_stand_ins import Placeholder, TensorHandle, placeholder_name
+from formats._torch_records import Placeholder, TensorHandle, placeholder_name
 from formats._zip import EMPTY_ZIP_MAGIC, ZIP_ERRORS, ZIP_MAGIC
 from formats.errors import CorruptFileError, TensorError, UnknownFormatError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
