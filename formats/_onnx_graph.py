@@ -136,8 +136,6 @@ class GraphWalker:
         self.uses.setdefault(id(constant), [])
 
     def _walk_graph(self, graph: onnx.GraphProto, parent: _Scope | None, path: str, depth: int) -> None:
-        from onnx import helper
-
         if depth > MAX_GRAPH_DEPTH:
             self.notes.append(f"subgraphs nested deeper than {MAX_GRAPH_DEPTH} were not walked")
             return
@@ -163,11 +161,11 @@ class GraphWalker:
                 scope.runtime.add(value.name)
         for node in graph.node:
             if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS and node.output:
-                tensor = _constant_node_tensor(node, helper)
+                produced = _constant_node_tensor(node)
                 label = node.name or node.output[0]
-                if tensor is not None:
+                if produced is not None:
                     constant = Constant(
-                        node.output[0], tensor, f"Constant node {label!r}{where_suffix}", from_node=True
+                        node.output[0], produced, f"Constant node {label!r}{where_suffix}", from_node=True
                     )
                     scope.constants[node.output[0]] = constant
                     self._register(constant)
@@ -366,9 +364,10 @@ class GraphWalker:
         return None
 
 
-def _constant_node_tensor(node: onnx.NodeProto, helper: object) -> onnx.TensorProto | None:
+def _constant_node_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
     """The tensor a Constant node outputs, when it is numeric (value, value_float(s), value_int(s))."""
-    make_tensor = helper.make_tensor  # type: ignore[attr-defined]
+    from onnx.helper import make_tensor
+
     for attribute in node.attribute:
         if attribute.name == "value":
             return attribute.t

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import element_count, file_size_of, read_array_at
+from formats._binary import as_floats, element_count, file_size_of, read_array_at
 from formats._hdf5_client import WorkerClient
 from formats._hdf5_keras import (
     KerasLayout,
@@ -333,11 +333,9 @@ class HDF5Reader(LazyReader[_Entry]):
         self.bytes_materialized += entry.nbytes
         if values.dtype.byteorder == ">":
             values = values.astype(values.dtype.newbyteorder("<"))
-        if values.dtype == np.float16:
-            values = values.astype(np.float32)
         if values.shape != info.shape:
             values = values.reshape(info.shape)
-        return values  # type: ignore[return-value]
+        return as_floats(values, what=f"dataset {entry.dataset!r}")
 
 
 def _replace_info(entry: _Entry, *, aliases: tuple[str, ...]) -> _Entry:

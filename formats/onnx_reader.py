@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from formats._binary import as_floats
 from formats._lazy_reader import LazyReader
 from formats._onnx_chains import (
     Cast,
@@ -65,7 +66,6 @@ from formats._onnx_tensor import (
 from formats.errors import (
     CorruptFileError,
     MissingDependencyError,
-    TensorError,
     UnsupportedFormatError,
 )
 from formats.registry import FormatSpec, register
@@ -185,12 +185,7 @@ class ONNXReader(LazyReader[_Entry]):
             planned.transforms,
             lambda constant: self._values(constant, entry),
         )
-        if values.dtype == np.float16:
-            return values.astype(np.float32)
-        if values.dtype == np.float32 or values.dtype == np.float64:
-            floats: npt.NDArray[np.floating] = values.astype(values.dtype, copy=False)
-            return floats
-        raise TensorError(f"tensor {info.name!r}: {not_floating_point(str(values.dtype))}")
+        return as_floats(values, what=f"tensor {info.name!r}")
 
 
 def _describe_model(model: onnx.ModelProto, subgraphs: int) -> dict[str, str]:

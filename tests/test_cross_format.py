@@ -74,7 +74,7 @@ def test_every_format_gives_the_same_numbers(
 
 
 def _reasons(path: Path) -> dict[str, str]:
-    result = run_cli(path, "--format", "json")
+    result = run_cli(str(path), "--format", "json")
     assert result.exit_code == 0, result.output
     (report,) = json.loads(result.stdout)["reports"]
     return {layer["name"]: layer["reason"] for layer in report["layers"] if layer["status"] == "skipped"}

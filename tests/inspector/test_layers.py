@@ -168,7 +168,8 @@ def test_slice_axes_are_an_enum_and_say_which_are_spatial() -> None:
 def test_the_formats_kind_gives_a_layer_kind_or_why_it_is_no_matrix(
     hint: dict[str, object], shape: tuple[int, ...], kind: LayerKind | None, reason: str | None
 ) -> None:
-    assert _kind_from_hint(_info("t", shape, **hint)) == HintedKind(kind, reason)
+    info = TensorInfo(name="t", shape=shape, dtype=DType.F32, nbytes=0, hint=FormatHint(**hint))  # type: ignore[arg-type]
+    assert _kind_from_hint(info) == HintedKind(kind, reason)
 
 
 def test_one_wording_for_the_reader_and_the_report() -> None:
