@@ -112,6 +112,15 @@ def describe_offset(file_name: str, offset: int) -> str:
     return f"{file_name} @ {offset:#x}"
 
 
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of `path` (fewer when the file is shorter), for recognising its format."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(size)
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+
+
 def file_size_of(path: Path) -> int:
     """The size of `path` in bytes; a file that cannot be looked at is a `CorruptFileError`."""
     try:

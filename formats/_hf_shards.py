@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from formats._json import parse_strict_json
-from formats._messages import quote_name, short_value
+from formats._messages import MAX_METADATA_CHARS, MAX_METADATA_ENTRIES, quote_name, short_value
 from formats._paths import resolve_confined
 from formats.errors import CorruptFileError, UnsupportedFormatError
 
@@ -36,9 +36,6 @@ from formats.errors import CorruptFileError, UnsupportedFormatError
 MAX_INDEX_BYTES = 64 << 20
 #: Most JSON objects an index may hold: one per tensor would already be absurd (the map is one object).
 MAX_INDEX_OBJECTS = 1_000_000
-#: Index metadata kept in `Reader.metadata()`: entries, and characters per value.
-MAX_METADATA_ENTRIES = 64
-MAX_METADATA_CHARS = 200
 
 T = TypeVar("T")
 

@@ -15,6 +15,10 @@ MAX_NAME_IN_MESSAGE = 120
 MAX_VALUE_IN_MESSAGE = 80
 #: Longest piece of an exception's text quoted in a message.
 MAX_ERROR_IN_MESSAGE = 160
+#: Free-form metadata a file carries (index metadata, a checkpoint's scalar entries) kept for the report:
+#: at most this many entries, each value cut to this many characters.
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_CHARS = 200
 
 
 def quote_name(name: str) -> str:

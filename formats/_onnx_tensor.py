@@ -231,26 +231,21 @@ def locate(tensor: onnx.TensorProto, *, model_path: Path, what: str) -> Located:
     if tensor.HasField("raw_data"):
         # len() of a protobuf bytes field materialises it once; this is the size check the contract asks
         # for, and embedded tensors are in memory anyway after parsing.
-        present = len(tensor.raw_data)
-        if present != needed:
-            raise CorruptFileError(
-                f"tensor {what!r} holds {present} bytes of raw data but its shape {list(shape)} of "
-                f"{element_type(code).onnx_name} needs {needed}",
-                path=model_path,
-            )
-        return Located(shape, code, Storage.RAW, needed)
-
-    field_spec = _typed_field(code, count)
-    if field_spec is not None:
-        field_name, entries_needed = field_spec
-        present = len(getattr(tensor, field_name))
-        if present != entries_needed:
-            raise CorruptFileError(
-                f"tensor {what!r} holds {present} values in {field_name} but its shape {list(shape)} needs "
-                f"{entries_needed}",
-                path=model_path,
-            )
-    return Located(shape, code, Storage.TYPED, needed)
+        storage, present, wanted = Storage.RAW, len(tensor.raw_data), needed
+        held = "bytes of raw data"
+    else:
+        storage, field_spec = Storage.TYPED, _typed_field(code, count)
+        if field_spec is None:
+            return Located(shape, code, storage, needed)
+        field_name, wanted = field_spec
+        present, held = len(getattr(tensor, field_name)), f"values in {field_name}"
+    if present != wanted:
+        raise CorruptFileError(
+            f"tensor {what!r} holds {present} {held} but its shape {list(shape)} of "
+            f"{element_type(code).onnx_name} needs {wanted}",
+            path=model_path,
+        )
+    return Located(shape, code, storage, needed)
 
 
 def _unpack_4bit(packed: npt.NDArray[np.uint8], count: int, *, signed: bool) -> npt.NDArray[np.integer]:

@@ -37,7 +37,7 @@ import numpy.typing as npt
 from formats._binary import MAX_ELEMENTS, describe_offset, file_size_of, numpy_storage_dtype, widen
 from formats._gguf_quants import GGML_TYPES, GGMLType
 from formats._lazy_reader import LazyReader
-from formats.errors import CorruptFileError, FormatError, TensorError, UnsupportedFormatError
+from formats.errors import CorruptFileError, TensorError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
 from formats.types import DType, FormatHint, Layout, Role, TensorInfo, WeightKind
 
@@ -432,8 +432,7 @@ class GGUFReader(LazyReader[_Entry]):
         self._map = None
 
     def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
-        if self._map is None:
-            raise FormatError("reader closed", path=self.path)
+        assert self._map is not None  # only close() drops the map, and reads are refused after it
         tensor = entry.tensor
         ggml = tensor.ggml
         raw = self._map[tensor.offset : tensor.offset + tensor.nbytes]

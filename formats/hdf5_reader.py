@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import as_floats, element_count, file_size_of, read_array_at
+from formats._binary import as_floats, element_count, file_size_of, read_array_at, read_head
 from formats._hdf5_client import WorkerClient
 from formats._hdf5_keras import (
     KerasLayout,
@@ -52,7 +52,7 @@ from formats._zip import (
     read_member,
     stored_offset,
 )
-from formats.errors import CorruptFileError, FormatError, UnsafeFileError, UnsupportedFormatError
+from formats.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
 from formats.skip_reasons import not_a_matrix, not_floating_point
 from formats.types import DType, TensorInfo
@@ -323,8 +323,8 @@ class HDF5Reader(LazyReader[_Entry]):
                 ) from None
             values = raw.view(np.dtype(entry.numpy_dtype)).reshape(entry.stored_shape)
         else:
-            if self._client is None:
-                raise FormatError("reader closed", path=self.path)
+            # The worker is stopped early only when every entry can be read directly, and on close().
+            assert self._client is not None
             values = self._client.read(entry.dataset, entry.nbytes)
             if values.shape != entry.stored_shape:
                 raise CorruptFileError(
@@ -417,11 +417,7 @@ def open_hdf5(path: Path) -> HDF5Reader:
         UnsupportedFormatError: a `.keras` archive without `model.weights.h5`.
         MissingDependencyError: h5py is not installed.
     """
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(8)
-    except OSError as exc:
-        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    head = read_head(path, len(HDF5_MAGIC))
     if head.startswith(ZIP_MAGIC):
         return _open_keras(path)
     return _open_with_worker(path, _Container(path, None, None, file_size_of(path)), None, {})

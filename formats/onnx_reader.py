@@ -33,7 +33,6 @@ Decisions that shape what `tensors()` yields:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import as_floats
+from formats._binary import as_floats, file_size_of
 from formats._lazy_reader import LazyReader
 from formats._onnx_chains import (
     Cast,
@@ -236,10 +235,7 @@ def open_onnx(path: Path) -> ONNXReader:
         raise MissingDependencyError(
             "reading ONNX needs the onnx package", path=path, hint="pip install onnx"
         ) from exc
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    size = file_size_of(path)
     if size > MAX_PROTOBUF_BYTES:
         raise UnsupportedFormatError(
             f"the protobuf is {size} bytes; protobuf cannot parse messages over 2 GiB (models this large "

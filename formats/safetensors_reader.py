@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,16 +80,6 @@ class SafetensorsReader(LazyReader[_Planned]):
     """
 
     format_name = "safetensors"
-
-    def __init__(
-        self,
-        path: Path,
-        order: list[Entry],
-        metadata: Mapping[str, str],
-        warnings: tuple[str, ...] = (),
-    ) -> None:
-        # The metadata is the file's `__metadata__`; for sharded checkpoints the index's, then the shards'.
-        super().__init__(path, _plan(order), metadata, warnings)
 
     def _fetch(self, entry: _Planned) -> npt.NDArray[np.floating]:
         values = widen(self._read_raw(entry.entry), entry.entry.stored.dtype)
@@ -185,7 +174,7 @@ def _read_shard(path: Path, label: str) -> ShardContents[Entry]:
 def _open_shards(root: Path, names: list[str], index: ShardIndex | None) -> SafetensorsReader:
     """Read the shards named (with the rules of `formats._hf_shards`) as one reader."""
     checkpoint = open_shards(root, names, index, _read_shard)
-    return SafetensorsReader(root, checkpoint.items, checkpoint.metadata, checkpoint.warnings)
+    return SafetensorsReader(root, _plan(checkpoint.items), checkpoint.metadata, checkpoint.warnings)
 
 
 def _open_index(index_path: Path) -> SafetensorsReader:
@@ -245,7 +234,7 @@ def open_safetensors(path: Path) -> SafetensorsReader:
     if path.name.lower().endswith(_INDEX_SUFFIX):
         return _open_index(path)
     header = read_header(path, path.name)
-    return SafetensorsReader(path, list(header.entries), header.metadata, header.warnings)
+    return SafetensorsReader(path, _plan(list(header.entries)), header.metadata, header.warnings)
 
 
 def sniff_safetensors(head: bytes, path: Path) -> bool:

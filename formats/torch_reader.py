@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import numpy_storage_dtype, widen
+from formats._binary import numpy_storage_dtype, read_head, widen
 from formats._hf_shards import ShardContents, find_index, open_shards, read_index
 from formats._lazy_reader import LazyReader
+from formats._messages import MAX_METADATA_CHARS, MAX_METADATA_ENTRIES
 from formats._torch_archive import (
     Archive,
     Record,
@@ -52,9 +53,6 @@ _INDEX_SUFFIX = ".bin.index.json"
 #: Bytes read to recognise a container: the tar header's "ustar" magic sits at 257.
 _HEAD_BYTES = 512
 _TAR_MAGIC_AT = 257
-#: Scalar entries of a checkpoint dict kept as metadata, and characters per value.
-MAX_METADATA_ENTRIES = 64
-MAX_METADATA_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,11 +278,7 @@ def _open_index(index_path: Path) -> ShardedTorchReader:
 
 
 def _open_file(path: Path) -> TorchReader:
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(_HEAD_BYTES)
-    except OSError as exc:
-        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    head = read_head(path, _HEAD_BYTES)
     if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC)):
         return TorchReader(path, open_zip_archive(path))
     if looks_like_legacy(head):

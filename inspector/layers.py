@@ -204,12 +204,11 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
     if not (info.dtype.is_float or info.dtype is DType.QUANTIZED):
         return _skip(kind, role, not_floating_point(info.dtype.value))
 
+    slice_axes, scale = SliceAxes.NONE, 1.0
     if ndim == 2:
-        N, M = max(shape), min(shape)
-        plan = LayerPlan(kind=kind, role=role, N=N, M=M)
+        (rows, cols), num_slices = shape, 1
     elif kind in (LayerKind.CONV1D, LayerKind.CONV2D, LayerKind.OTHER):
-        layout = _conv_layout(info)
-        if layout is Layout.IN_OUT:
+        if _conv_layout(info) is Layout.IN_OUT:
             spatial, (rows, cols) = shape[:-2], shape[-2:]
             slice_axes = SliceAxes.LEADING
         else:
@@ -217,29 +216,21 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
             slice_axes = SliceAxes.TRAILING
         num_slices = math.prod(spatial)
         scale = options.conv_scale if options.pool_conv else num_slices / 2
-        plan = LayerPlan(
-            kind=kind,
-            role=role,
-            N=max(rows, cols),
-            M=min(rows, cols),
-            num_slices=num_slices,
-            slice_axes=slice_axes,
-            scale=scale,
-        )
     elif ndim == 3:
         # A stack of same-shaped matrices (experts, recurrent directions): one pooled ESD, no rescaling.
-        count, rows, cols = shape
-        plan = LayerPlan(
-            kind=kind,
-            role=role,
-            N=max(rows, cols),
-            M=min(rows, cols),
-            num_slices=count,
-            slice_axes=SliceAxes.STACK,
-        )
+        num_slices, rows, cols = shape
+        slice_axes = SliceAxes.STACK
     else:
         return _skip(kind, role, too_many_dimensions(ndim, kind.value))
-
+    plan = LayerPlan(
+        kind=kind,
+        role=role,
+        N=max(rows, cols),
+        M=min(rows, cols),
+        num_slices=num_slices,
+        slice_axes=slice_axes,
+        scale=scale,
+    )
     return _apply_filters(plan, info, options)
 
 
