@@ -144,6 +144,7 @@ def open_zip_archive(path: Path) -> Archive:
 
 
 def open_legacy_archive(path: Path) -> Archive:
+    """Unpickle a legacy file's five pickles and locate the storages that follow them."""
     file_size = file_size_of(path)
     with path.open("rb") as handle:
         magic, _ = load_pickle(

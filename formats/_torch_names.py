@@ -199,6 +199,7 @@ def _weights_key(root: object) -> str | None:
 
 
 def name_tensors(root: object, path: Path) -> list[Found]:
+    """Every tensor of the graph, named by its path, with a conventional weights key dropped."""
     found = _walk(root, path)
     key = _weights_key(root)
     if key is None:
@@ -218,6 +219,7 @@ def _class_short_name(owner: str) -> str:
 
 
 def hint_for(item: Found) -> FormatHint:
+    """What the owning module's class says about a tensor (kind, groups); layout is torch's (out, in)."""
     if item.owner is None:
         return FormatHint(layout=Layout.OUT_IN)
     short = _class_short_name(item.owner)
@@ -245,6 +247,7 @@ def hint_for(item: Found) -> FormatHint:
 
 
 def skip_reason_for(item: Found) -> str | None:
+    """Facts only a torch checkpoint states: optimizer state, quantized tensors, unread element types."""
     handle = item.handle
     if item.optimizer:
         return OPTIMIZER_SKIP
