@@ -9,7 +9,7 @@ QuantLinear.pack, GPTQModel's `gptq` checkpoint format):
   act-order (`desc_act`), where the groups follow the order of decreasing Hessian diagonal;
 - G = ceil(K / g), or 1 when `group_size` is -1 (one scale per output channel).
 Format "gptq" (v1) stores each zero point minus one, a quirk of AutoGPTQ's packer that GPTQModel's
-"gptq_v2" format drops; the dequantiser adds the one back for v1.
+"gptq_v2" format drops; the dequantiser adds the one back for v1, modulo 2**bits as AutoGPTQ does.
 
 W[k, n] = scales[g_idx[k], n] * (q[k, n] - zero[g_idx[k], n]). The stored orientation is (in, out); the
 Linear's weight is its transpose, (out, in), which is what `dequantize_gptq` returns.
@@ -118,7 +118,8 @@ def dequantize_gptq(
     q = unpack_words(qweight, bits, axis=0, count=in_features).astype(np.int32)  # (in, out)
     zeros = unpack_words(qzeros, bits, axis=1, count=out_features).astype(np.int32)  # (groups, out)
     if ZEROS_MINUS_ONE[params.checkpoint_format]:
-        zeros = zeros + 1
+        # Masked as AutoGPTQ's dequantiser does: a zero point of 0 was stored as -1, i.e. all ones.
+        zeros = (zeros + 1) & ((1 << bits) - 1)
     scale = as_float32(weight, "scales", scales)
     values = scale[group_of] * (q - zeros[group_of]).astype(np.float32)
     return round_to(np.ascontiguousarray(values.T), params.output_dtype)
