@@ -38,8 +38,8 @@ def dequantize_affine(
         scale: one value, or one per index of `axis` (any shape with that many elements).
         zero_point: like `scale`, integers; None means 0.
         axis: the channel axis of a per-channel scale (negative counts from the end).
-        compute: float32 for ONNX and compressed-tensors; float64 where the reference computes in
-            double (torch's per-tensor scale is a double) before rounding to float32.
+        compute: float32 for ONNX and torch's per-tensor scale; float64 where the reference computes in
+            double (torch's per-channel float64 scales) before rounding to float32.
 
     Raises:
         TensorError: integers that are not integers, a scale that is not per tensor or per channel of

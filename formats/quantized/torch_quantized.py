@@ -5,8 +5,9 @@ storage and `quantizer_params`:
 - `(torch.per_tensor_affine, scale: float, zero_point: int)`;
 - `(torch.per_channel_affine, scales: Tensor[float64], zero_points: Tensor[int64], axis: int)`;
 - `(torch.per_channel_affine_float_qparams, scales, zero_points: Tensor[float], axis)` (embedding bags).
-`Tensor.dequantize()` returns float32: (q - zero_point) * scale, the per-tensor product taken in double (the
-scale is a Python float) and rounded once, per channel with the scale rounded to float32 first.
+`Tensor.dequantize()` returns float32: (q - zero_point) * scale, per tensor with the scale rounded to float32
+first, per channel in double (the float64 scales) rounded once at the end (checked bit for bit in
+tests/formats/test_quantized_ops.py).
 """
 
 from __future__ import annotations
@@ -49,12 +50,18 @@ def dequantize_torch(weight: str, values: npt.NDArray[np.integer], quantizer: To
         if quantizer.scale.size != 1 or quantizer.zero_point.size != 1:
             raise fail(weight, "a per-tensor quantizer has more than one scale or zero point")
         return dequantize_affine(
-            weight, values, quantizer.scale, quantizer.zero_point.astype(np.int64), None, compute=np.float64
+            weight, values, quantizer.scale.astype(np.float32), quantizer.zero_point.astype(np.int64), None
         )
     if quantizer.axis is None:
         raise fail(weight, f"a {quantizer.scheme.value} quantizer has no axis")
-    scale = quantizer.scale.astype(np.float32)
-    return dequantize_affine(weight, values, scale, quantizer.zero_point, quantizer.axis)
+    return dequantize_affine(
+        weight,
+        values,
+        quantizer.scale.astype(np.float64),
+        quantizer.zero_point,
+        quantizer.axis,
+        compute=np.float64,
+    )
 
 
 def torch_encoding(dtype_name: str, quantizer: TorchQuantizer) -> str:
