@@ -155,6 +155,45 @@ def dequantize_nvfp4(
     return round_to(E2M1_VALUES[codes] * effective[:, group_of], output_dtype)
 
 
+def dequantize_float_quantized(
+    weight: str,
+    values: npt.NDArray[np.floating],
+    scale: npt.NDArray[np.floating],
+    output_dtype: str = "bfloat16",
+) -> Floats:
+    """The (out, in) float weight of one "float-quantized" (FP8) Linear, values already widened to float32.
+
+    compressed-tensors multiplies in the scale's dtype, so the product is rounded to `output_dtype`; the
+    safetensors reader's FP8 pairing computes the same product in float32 without that rounding. The scale
+    is per tensor (one value), per channel ((out, 1) or (out,)) or per block ((ceil(out / b), ceil(in / b))).
+
+    Raises:
+        TensorError: values not 2-D, or a scale grid that does not tile the weight.
+    """
+    expect_dtype(weight, "weight", values, "f")
+    if values.ndim != 2:
+        raise fail(weight, f"the FP8 weight has {values.ndim} dimensions, expected 2")
+    out_features, in_features = values.shape
+    scales = as_float32(weight, "weight_scale", scale)
+    if scales.size == 1:
+        grid = scales.reshape(1, 1)
+    elif scales.size == out_features and (scales.ndim == 1 or scales.shape[-1] == 1):
+        grid = scales.reshape(out_features, 1)
+    elif scales.ndim == 2 and out_features and in_features:
+        rows, columns = ceil_div(out_features, scales.shape[0]), ceil_div(in_features, scales.shape[1])
+        if (
+            ceil_div(out_features, rows) != scales.shape[0]
+            or ceil_div(in_features, columns) != scales.shape[1]
+        ):
+            raise fail(
+                weight, f"weight_scale {list(scales.shape)} does not tile the weight {list(values.shape)}"
+            )
+        grid = np.repeat(np.repeat(scales, rows, axis=0), columns, axis=1)[:out_features, :in_features]
+    else:
+        raise fail(weight, f"weight_scale {list(scales.shape)} does not tile the weight {list(values.shape)}")
+    return round_to(np.asarray(values, dtype=np.float32) * grid, output_dtype)
+
+
 def compressed_encoding(format_name: str, bits: int) -> str:
     """`compressed-int4` for pack/naive-quantized ints, `compressed-fp8`, `compressed-nvfp4`."""
     if format_name == "float-quantized":
