@@ -1,4 +1,4 @@
-"""compressed-tensors checkpoints written by compressed-tensors' own ModelCompressor, against its decompression.
+"""compressed-tensors checkpoints written by its own ModelCompressor, against its own decompression.
 
 fixtures/quantized/compressed_{w4a16,fp8,nvfp4}/ hold what `ModelCompressor.compress_model` and
 `save_pretrained` wrote for a tiny Llama (pack-quantized asymmetric int4 group 32; float-quantized FP8 per
