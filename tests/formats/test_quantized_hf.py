@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
 
 from formats import TensorError
-from formats.quantized import awq, bitsandbytes, gptq
+from formats.quantized import awq, bitsandbytes, gptq, mxfp4
 from formats.quantized.detect import LogicalWeight, Scheme, StoredTensor, gptq_params, plan_quantized
 from tests.conftest import FIXTURES
 
@@ -29,12 +28,27 @@ LINEARS = 7  # q, k, v, o, gate, up, down of the one decoder block
 _CODES = {"float16": "F16", "float32": "F32", "bfloat16": "BF16", "uint8": "U8", "int8": "I8", "int32": "I32"}
 
 
+def _load(path: Path) -> dict[str, np.ndarray]:
+    """A safetensors file as numpy, bfloat16 widened to float32 (numpy has no bfloat16)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return {
+            name: (
+                handle.get_tensor(name).float().numpy()
+                if handle.get_slice(name).get_dtype() == "BF16"
+                else handle.get_tensor(name).numpy()
+            )
+            for name in handle.keys()  # noqa: SIM118 - safe_open is not a mapping
+        }
+
+
 def _checkpoint(kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
     folder = QUANTIZED / kind
     return (
-        load_file(str(folder / "model.safetensors")),
+        _load(folder / "model.safetensors"),
         json.loads((folder / "config.json").read_text()),
-        load_file(str(folder / "reference.safetensors")),
+        _load(folder / "reference.safetensors"),
     )
 
 
@@ -240,3 +254,26 @@ def test_missing_parts_are_problems(tmp_path: Path) -> None:
     plan = _plan(without, config)
     assert len(plan.weights) == LINEARS - 1
     assert any("q_proj" in problem and "qzeros" in problem for problem in plan.problems)
+
+
+def test_gpt_oss_mxfp4_experts_equal_transformers_dequantisation() -> None:
+    stored, config, reference = _checkpoint("mxfp4_experts")
+    plan = _plan(stored, config)
+    assert plan.method == "mxfp4" and plan.problems == ()
+    assert (
+        {weight.name for weight in plan.weights}
+        == set(reference)
+        == {
+            "model.layers.0.mlp.experts.gate_up_proj",
+            "model.layers.0.mlp.experts.down_proj",
+        }
+    )
+    for weight in plan.weights:
+        ours = mxfp4.dequantize_mxfp4(
+            weight.name, stored[weight.parts["blocks"]], stored[weight.parts["scales"]]
+        )
+        theirs = reference[weight.name].astype(np.float32)
+        assert weight.shape == ours.shape == theirs.shape  # (experts, in, out)
+        assert weight.encoding == "mxfp4" and weight.layout.value == "in_out"
+        np.testing.assert_array_equal(ours, theirs)
+    assert "model.layers.0.mlp.experts.gate_up_proj_bias" not in plan.consumed
