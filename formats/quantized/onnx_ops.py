@@ -8,7 +8,8 @@ MatMulNBits (onnxruntime contrib op; the int4/int8 LLM exports of onnxruntime-ge
 - scales (N * k_blocks) or (N, k_blocks), the type of A;
 - zero_points, optional: uint8 packed the same way (N, ceil(k_blocks * bits / 8)), or unpacked (N, k_blocks)
   in the type of A; absent means 2**(bits - 1);
-- g_idx, optional (deprecated) int32 (K): the block of each input row instead of k // block_size.
+- g_idx, optional (deprecated) int32 (K): the block of each input row; only the trivial k // block_size
+  is accepted (see `dequantize_matmul_nbits`).
 W[n, k] = (q[n, k] - zero[n, block(k)]) * scale[n, block(k)]; Y = A @ W.T. The unquantised model's MatMul
 had B = W.T, (K, N) = (in, out), which is what `dequantize_matmul_nbits` returns.
 
@@ -99,15 +100,16 @@ def dequantize_matmul_nbits(
     q = _unpack_bytes(packed.reshape(attrs.N, blocks * blob), attrs.bits, blocks * attrs.block_size)[
         :, : attrs.K
     ]
+    block_of = np.arange(attrs.K) // attrs.block_size
     if g_idx is not None:
+        # The deprecated g_idx input: exporters write the trivial k // block_size, which changes nothing. A
+        # reordering one is refused: onnxruntime 1.32's CPU kernel does not give (q - zero[g]) * scale[g]
+        # for it (checked against the kernel on a permuted g_idx), and guessing would misreport values.
         expect_dtype(weight, "g_idx", g_idx, "iu")
         if g_idx.size != attrs.K:
             raise fail(weight, f"g_idx has {g_idx.size} entries for K={attrs.K}")
-        block_of = g_idx.reshape(-1).astype(np.int64)
-        if block_of.size and (block_of.min() < 0 or block_of.max() >= blocks):
-            raise fail(weight, f"g_idx holds blocks outside 0..{blocks - 1}")
-    else:
-        block_of = np.arange(attrs.K) // attrs.block_size
+        if not np.array_equal(g_idx.reshape(-1), block_of):
+            raise fail(weight, "a g_idx that reorders input rows (act-order MatMulNBits) is not supported")
     if zero_points is None:
         zero: npt.NDArray[np.generic] = np.full((attrs.N, blocks), 1 << (attrs.bits - 1), dtype=np.int32)
     elif zero_points.dtype == np.uint8:

@@ -107,9 +107,17 @@ def _dequantize_linear_reference(
 
 
 @pytest.mark.parametrize(
-    ("stem", "op"), [("qlinear_per_channel", "QLinearMatMul"), ("matmulinteger", "MatMulInteger")]
+    ("stem", "op", "encoding"),
+    [
+        ("qlinear_per_channel", "QLinearMatMul", "qlinear-int8"),
+        ("matmulinteger", "MatMulInteger", "matmulinteger-uint8"),
+        ("qlinearconv_per_channel", "QLinearConv", "qlinear-int8"),
+        ("convinteger", "ConvInteger", "convinteger-uint8"),
+    ],
 )
-def test_integer_operator_weights_equal_onnxruntime_dequantize_linear(stem: str, op: str) -> None:
+def test_integer_operator_weights_equal_onnxruntime_dequantize_linear(
+    stem: str, op: str, encoding: str
+) -> None:
     model = onnx.load(str(ONNX / f"{stem}.onnx"))
     values = _initializers(model)
     nodes = [node for node in model.graph.node if node.op_type == op]
@@ -120,10 +128,9 @@ def test_integer_operator_weights_equal_onnxruntime_dequantize_linear(stem: str,
         scale = values[name.replace("_quantized", "_scale")]  # quantize_dynamic's naming; Mul applies it
         zero = values[node.input[zero_input]]
         ours = onnx_ops.dequantize_integer_weight(name, op, values[name], scale, zero)
-        theirs = _dequantize_linear_reference(values[name], scale, zero, axis=1)
+        theirs = _dequantize_linear_reference(values[name], scale, zero, axis=0 if "Conv" in op else 1)
         np.testing.assert_array_equal(ours, theirs)
-        encoding = onnx_ops.integer_weight_encoding(op, values[name].dtype)
-        assert encoding == ("qlinear-int8" if op == "QLinearMatMul" else "matmulinteger-uint8")
+        assert onnx_ops.integer_weight_encoding(op, values[name].dtype) == encoding
 
 
 def test_matmul_nbits_hostile_parts_are_tensor_errors() -> None:
@@ -144,13 +151,12 @@ def test_matmul_nbits_hostile_parts_are_tensor_errors() -> None:
     with pytest.raises(TensorError, match="zero points"):
         onnx_ops.dequantize_matmul_nbits("w", good, packed, scales, zero[:-1])
     with pytest.raises(TensorError, match="g_idx"):
-        onnx_ops.dequantize_matmul_nbits("w", good, packed, scales, zero, np.full(64, 7, dtype=np.int32))
+        onnx_ops.dequantize_matmul_nbits("w", good, packed, scales, zero, np.full(63, 0, dtype=np.int32))
     with pytest.raises(TensorError, match="B has shape"):
         onnx_ops.dequantize_matmul_nbits("w", good, packed[:, :1], scales, zero)
 
 
-def test_matmul_nbits_g_idx_picks_each_rows_block() -> None:
-    """With g_idx, row k takes the scale of block g_idx[k] (all rows of block 0 here)."""
+def test_matmul_nbits_trivial_g_idx_is_accepted_and_a_reordering_one_refused() -> None:
     model = onnx.load(str(ONNX / "matmulnbits_int4_b32.onnx"))
     values = _initializers(model)
     attrs = onnx_ops.MatMulNBitsAttrs(64, 96, 4, 32)
@@ -164,9 +170,9 @@ def test_matmul_nbits_g_idx_picks_each_rows_block() -> None:
         "w", attrs, packed, scales, zero, np.arange(64, dtype=np.int32) // 32
     )
     np.testing.assert_array_equal(plain, same)
-    first = onnx_ops.dequantize_matmul_nbits("w", attrs, packed, scales, zero, np.zeros(64, dtype=np.int32))
-    np.testing.assert_array_equal(first[:32], plain[:32])
-    assert not np.array_equal(first[32:], plain[32:])
+    reordering = np.random.default_rng(0).permutation(64).astype(np.int32) // 32
+    with pytest.raises(TensorError, match="reorders"):
+        onnx_ops.dequantize_matmul_nbits("w", attrs, packed, scales, zero, reordering)
 
 
 # --- torch quantised tensors -----------------------------------------------------------------------
@@ -237,6 +243,34 @@ def test_torch_hostile_quantizers_are_tensor_errors() -> None:
                 torch_quantized.QScheme.PER_CHANNEL_AFFINE, np.ones(4), np.zeros(4, dtype=np.int64), 2
             ),
         )
+
+
+def test_torch_fixture_equals_torch_dequantize() -> None:
+    """fixtures/quantized/torch_qtensors/qtensors.pt, as torch.load gives it, against its stored reference."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    folder = FIXTURES / "quantized" / "torch_qtensors"
+    state = torch.load(folder / "qtensors.pt", weights_only=True)
+    reference = load_file(str(folder / "reference.safetensors"))
+    quantised = {name: tensor for name, tensor in state.items() if tensor.is_quantized}
+    assert set(quantised) == set(reference) == {"fc1.weight", "fc2.weight", "conv.weight", "embed.weight"}
+    for name, tensor in quantised.items():
+        if tensor.qscheme() == torch.per_tensor_affine:
+            quantizer = torch_quantized.TorchQuantizer(
+                torch_quantized.QScheme.PER_TENSOR_AFFINE,
+                np.array([tensor.q_scale()]),
+                np.array([tensor.q_zero_point()]),
+            )
+        else:
+            quantizer = torch_quantized.TorchQuantizer(
+                torch_quantized.QScheme.PER_CHANNEL_AFFINE,
+                tensor.q_per_channel_scales().numpy(),
+                tensor.q_per_channel_zero_points().numpy(),
+                tensor.q_per_channel_axis(),
+            )
+        ours = torch_quantized.dequantize_torch(name, tensor.int_repr().numpy(), quantizer)
+        np.testing.assert_array_equal(ours, reference[name].numpy(), err_msg=name)
 
 
 # --- MXFP4 (gpt-oss) -------------------------------------------------------------------------------
