@@ -268,7 +268,8 @@ def _dequantize_iq2_xxs(blocks: Blocks) -> Floats:
     db = _quarter_scales(_half(blocks["d"])[:, None], scales, np.float32(0.25))
     signs = _even_parity_signs(aux[:, :, None] >> _SEVEN_BIT_FIELDS)  # (n, 8, 4, 8)
     points = grid("IQ2_XXS")[indices]  # (n, 8, 4, 8)
-    return (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    out: Floats = (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    return out
 
 
 def _dequantize_iq2_xs(blocks: Blocks) -> Floats:
@@ -276,7 +277,8 @@ def _dequantize_iq2_xs(blocks: Blocks) -> Floats:
     db = _quarter_scales(_half(blocks["d"])[:, None], _nibbles(blocks["scales"]), np.float32(0.25))  # (n, 16)
     points = grid("IQ2_XS")[qs & np.uint16(511)].reshape(-1, 16, 2, 8)
     signs = _even_parity_signs(qs >> np.uint16(9)).reshape(-1, 16, 2, 8)
-    return (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    out: Floats = (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    return out
 
 
 def _dequantize_iq2_s(blocks: Blocks) -> Floats:
@@ -285,7 +287,8 @@ def _dequantize_iq2_s(blocks: Blocks) -> Floats:
     db = _quarter_scales(_half(blocks["d"])[:, None], _nibbles(blocks["scales"]), np.float32(0.25))
     points = grid("IQ2_S")[indices].reshape(-1, 16, 2, 8)
     signs = _sign_bits(blocks["signs"]).reshape(-1, 16, 2, 8)
-    return (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    out: Floats = (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    return out
 
 
 def _dequantize_iq3_xxs(blocks: Blocks) -> Floats:
@@ -294,7 +297,8 @@ def _dequantize_iq3_xxs(blocks: Blocks) -> Floats:
     db = _quarter_scales(_half(blocks["d"])[:, None], scales, np.float32(0.5))
     points = grid("IQ3_XXS")[blocks["qs"]].reshape(-1, 8, 4, 8)  # two 4-element points per group of 8
     signs = _even_parity_signs(aux[:, :, None] >> _SEVEN_BIT_FIELDS)
-    return (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    out: Floats = (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    return out
 
 
 def _dequantize_iq3_s(blocks: Blocks) -> Floats:
@@ -303,7 +307,8 @@ def _dequantize_iq3_s(blocks: Blocks) -> Floats:
     db = _half(blocks["d"])[:, None] * (1 + 2 * _nibbles(blocks["scales"]).astype(np.float32))  # (n, 8)
     points = grid("IQ3_S")[indices].reshape(-1, 8, 4, 8)
     signs = _sign_bits(blocks["signs"]).reshape(-1, 8, 4, 8)
-    return (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    out: Floats = (db[:, :, None, None] * points * signs).reshape(-1, QK_K)
+    return out
 
 
 def _dequantize_iq1_s(blocks: Blocks) -> Floats:
@@ -337,7 +342,8 @@ def _dequantize_iq4_xs(blocks: Blocks) -> Floats:
     dl = _half(blocks["d"])[:, None] * scales.astype(np.float32)
     qs = blocks["qs"].reshape(-1, 8, 16)
     codes = np.concatenate([qs & np.uint8(0x0F), qs >> np.uint8(4)], axis=-1)  # (n, 8, 32)
-    return (dl[:, :, None] * _IQ4_NL_VALUES[codes]).reshape(-1, QK_K)
+    out: Floats = (dl[:, :, None] * _IQ4_NL_VALUES[codes]).reshape(-1, QK_K)
+    return out
 
 
 # --- ternary types ------------------------------------------------------------------------------------
@@ -404,7 +410,8 @@ def _dequantize_mxfp4(blocks: Blocks) -> Floats:
 def _dequantize_nvfp4(blocks: Blocks) -> Floats:
     qs = blocks["qs"].reshape(-1, 4, 8)  # four 16-element sub-blocks, each with its own scale
     values = _E2M1_DOUBLED[np.concatenate([qs & np.uint8(0x0F), qs >> np.uint8(4)], axis=-1)]
-    return (_UE4M3_HALF[blocks["d"]][:, :, None] * values).reshape(-1, 64)
+    out: Floats = (_UE4M3_HALF[blocks["d"]][:, :, None] * values).reshape(-1, 64)
+    return out
 
 
 def _plain(name: str, type_id: int, numpy_type: str) -> GGMLType:

@@ -252,8 +252,8 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
                 in_features = names[parts["g_idx"]].shape[0]
                 if in_features and (qweight.shape[0] * 32) % in_features == 0:
                     params = GPTQParams(qweight.shape[0] * 32 // in_features, params.group_size)
-            shape = gptq_logical_shape(qweight.shape, params.bits) if len(qweight.shape) == 2 else None
-            take(LogicalWeight(prefix + ".weight", Scheme.GPTQ, parts, shape, gptq_encoding(params)))
+            logical = gptq_logical_shape(qweight.shape, params.bits) if len(qweight.shape) == 2 else None
+            take(LogicalWeight(prefix + ".weight", Scheme.GPTQ, parts, logical, gptq_encoding(params)))
 
     for state_name in [name for name in names if f".weight.{QUANT_STATE_PREFIX}" in name]:
         prefix, quant_type = state_name.split(f".{QUANT_STATE_PREFIX}", 1)
@@ -350,9 +350,9 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
             )
             continue
         *lead, out_features, groups, _width = blocks.shape
-        shape = (*lead, groups * MXFP4_BLOCK, out_features)
+        stacked = (*lead, groups * MXFP4_BLOCK, out_features)
         parts = {"blocks": blocks.name, "scales": scales.name}
-        take(LogicalWeight(prefix, Scheme.MXFP4, parts, shape, mxfp4_encoding(), Layout.IN_OUT))
+        take(LogicalWeight(prefix, Scheme.MXFP4, parts, stacked, mxfp4_encoding(), Layout.IN_OUT))
 
     activation = {
         name: name.rsplit(".", 1)[0]

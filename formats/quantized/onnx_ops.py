@@ -110,15 +110,17 @@ def dequantize_matmul_nbits(
             raise fail(weight, f"g_idx has {g_idx.size} entries for K={attrs.K}")
         if not np.array_equal(g_idx.reshape(-1), block_of):
             raise fail(weight, "a g_idx that reorders input rows (act-order MatMulNBits) is not supported")
+    zero: npt.NDArray[np.int32] | Floats
     if zero_points is None:
-        zero: npt.NDArray[np.generic] = np.full((attrs.N, blocks), 1 << (attrs.bits - 1), dtype=np.int32)
+        zero = np.full((attrs.N, blocks), 1 << (attrs.bits - 1), dtype=np.int32)
     elif zero_points.dtype == np.uint8:
         packed_zero = ceil_div(blocks * attrs.bits, 8)
         if zero_points.size != attrs.N * packed_zero:
             raise fail(
                 weight, f"{zero_points.size} packed zero points; N={attrs.N} needs {attrs.N} x {packed_zero}"
             )
-        zero = _unpack_bytes(zero_points.reshape(attrs.N, packed_zero), attrs.bits, blocks).astype(np.int32)
+        packed_rows = np.asarray(zero_points, dtype=np.uint8).reshape(attrs.N, packed_zero)
+        zero = _unpack_bytes(packed_rows, attrs.bits, blocks).astype(np.int32)
     else:
         if zero_points.size != attrs.N * blocks:
             raise fail(
