@@ -277,3 +277,23 @@ def test_gpt_oss_mxfp4_experts_equal_transformers_dequantisation() -> None:
         assert weight.encoding == "mxfp4" and weight.layout.value == "in_out"
         np.testing.assert_array_equal(ours, theirs)
     assert "model.layers.0.mlp.experts.gate_up_proj_bias" not in plan.consumed
+
+
+def test_quantisation_moves_singular_values_no_more_than_weyls_bound() -> None:
+    """Weyl: |s_i(Q) - s_i(W)| <= ||Q - W||_2 for every i. The dequantised GPTQ weights against the float16
+    weights they were quantised from (`original.safetensors`): the bound holds, the error is small beside the
+    top singular value, and the top value stays put, which it would not if a scale were lost."""
+    stored, config, _ = _checkpoint("gptq_int4_actorder")
+    original = _load(QUANTIZED / "gptq_int4_actorder" / "original.safetensors")
+    for weight in _plan(stored, config).weights:
+        ours = dequantize(weight, {role: stored[name] for role, name in weight.parts.items()}, config)
+        before = original[weight.name].astype(np.float64)
+        error = float(np.linalg.norm(ours.astype(np.float64) - before, 2))
+        moved = np.abs(
+            np.linalg.svd(ours.astype(np.float64), compute_uv=False) - np.linalg.svd(before, compute_uv=False)
+        )
+        assert float(moved.max()) <= error * (1 + 1e-9), weight.name
+        top = float(np.linalg.norm(before, 2))
+        assert error < 0.25 * top, (
+            weight.name
+        )  # 4-bit, group 32: the error is a fraction of the spectrum's top
