@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from formats.skip_reasons import not_a_matrix, not_floating_point, too_few_dimensions, too_many_dimensions
-from formats.types import DType, Layout, Role, TensorInfo, WeightKind
+from formats.types import DType, FormatHint, Layout, Role, TensorInfo, WeightKind
 from inspector.options import AnalysisOptions
 from inspector.records import LayerKind
 
@@ -95,6 +95,9 @@ _MLP_NAME = re.compile(
     r"(mlp|ffn|feed_forward|fc1|fc2|intermediate|gate_proj|up_proj|down_proj|c_fc|w1\b|w2\b|w3\b|\.output\.dense)",
     re.IGNORECASE,
 )
+#: A name whose last component is a bias (`.bias`, Keras `/bias`, gpt-oss `experts.gate_up_proj_bias`): per
+#: channel offsets even when stored 2-D (one row per expert), never a matrix.
+_BIAS_NAME = re.compile(r"(?:^|[._/])bias$")
 _OUTPUT_NAME = re.compile(r"(^lm_head|^output\.|^classifier|^head\.|^fc\.|^logits)", re.IGNORECASE)
 
 
@@ -192,6 +195,8 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
     # A reason the reader gave reaches the report unchanged (it knows facts the shape does not show);
     # the kind reported is still what the format and the shape say the tensor is.
     hinted = _kind_from_hint(info)
+    if info.hint.kind is None and ndim >= 2 and _BIAS_NAME.search(info.name):
+        hinted = HintedKind(not_a_matrix=not_a_matrix(FormatHint(kind=WeightKind.BIAS), shape))
     if hinted.not_a_matrix is not None:
         return _skip(LayerKind.OTHER, info.hint.role, info.skip_reason or hinted.not_a_matrix)
     if ndim < 2:

@@ -10,7 +10,9 @@ their own), and which quantisation parameters of activations it saw (input_scale
 
 The method comes from `quantization_config.quant_method` when there is a config, else from the names; a
 config and names that disagree, or parts of a group that are missing, become `problems` (one line each) and
-the weight's stored tensors are left for the reader to list as they are.
+`refused` weights: the weight is still one entry, named as it would have been, consuming the parts that are
+there, so a reader lists it as skipped with the problem as its reason and never analyses its scales or
+packed integers as layers of their own.
 """
 
 from __future__ import annotations
@@ -81,6 +83,21 @@ class LogicalWeight:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """A quantised weight whose parts were found but do not form a group.
+
+    Attributes:
+        name: the unquantised model's name of the weight.
+        parts: role -> stored name, of the parts that are there (the first is the main one).
+        reason: why it cannot be rebuilt, in words.
+    """
+
+    name: str
+    parts: Mapping[str, str]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class QuantPlan:
     """The quantised weights of a checkpoint.
 
@@ -90,6 +107,7 @@ class QuantPlan:
         consumed: stored name -> the logical weight it is part of; such tensors are never layers.
         activation_params: stored name -> the module whose activations it quantises (input_scale...).
         problems: groups that could not be formed, one line each.
+        refused: those groups, each with the parts found (also in `consumed`).
     """
 
     method: str | None
@@ -97,6 +115,7 @@ class QuantPlan:
     consumed: Mapping[str, str] = field(default_factory=dict)
     activation_params: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    refused: tuple[Refused, ...] = ()
 
 
 #: Parameters compressed-tensors and FP8 exporters store for activations (and the KV cache), not weights.
@@ -211,12 +230,20 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
     names = {tensor.name: tensor for tensor in tensors}
     weights: list[LogicalWeight] = []
     problems: list[str] = []
+    refused: list[Refused] = []
     consumed: dict[str, str] = {}
 
     def take(weight: LogicalWeight) -> None:
         weights.append(weight)
         for stored in weight.parts.values():
             consumed[stored] = weight.name
+
+    def refuse(name: str, parts: Mapping[str, str], problem: str) -> None:
+        present = {role: stored for role, stored in parts.items() if stored in names}
+        problems.append(problem)
+        refused.append(Refused(name, present, problem.split(": ", 1)[-1]))
+        for stored in present.values():
+            consumed[stored] = name
 
     for prefix in _prefixes(names, ".qweight"):
         parts = {role: prefix + suffix for role, suffix in _GPTQ_PARTS.items() if prefix + suffix in names}
@@ -228,14 +255,24 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
             else ("awq" if awq_shaped else "gptq" if awq_shaped is False else None)
         )
         if kind is None:
-            problems.append(f"{prefix}.qweight: neither GPTQ nor AWQ shapes (qweight {list(qweight.shape)})")
+            refuse(
+                prefix + ".weight",
+                parts,
+                f"{prefix}.qweight: neither GPTQ nor AWQ shapes (qweight {list(qweight.shape)})",
+            )
             continue
         if awq_shaped is not None and awq_shaped != (kind == "awq"):
-            problems.append(f"{prefix}.qweight: the config says {kind} but the shapes are those of the other")
+            refuse(
+                prefix + ".weight",
+                parts,
+                f"{prefix}.qweight: the config says {kind} but the shapes are those of the other",
+            )
             continue
         missing = [role for role in ("qzeros", "scales") if role not in parts]
         if missing:
-            problems.append(f"{prefix}.qweight: {kind} weight without {' and '.join(missing)}")
+            refuse(
+                prefix + ".weight", parts, f"{prefix}.qweight: {kind} weight without {' and '.join(missing)}"
+            )
             continue
         if kind == "awq":
             parts.pop("g_idx", None)
@@ -263,8 +300,10 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
                 parts[role] = f"{prefix}.{role}"
         missing = [role for role in ("packed", "absmax", "quant_map") if parts.get(role) not in names]
         if missing or (("nested_absmax" in parts) != ("nested_quant_map" in parts)):
-            problems.append(
-                f"{prefix}: bitsandbytes 4-bit weight without {', '.join(missing) or 'its nested parts'}"
+            refuse(
+                prefix,
+                parts,
+                f"{prefix}: bitsandbytes 4-bit weight without {', '.join(missing) or 'its nested parts'}",
             )
             continue
         take(LogicalWeight(prefix, Scheme.BNB_4BIT, parts, None, bnb_encoding(quant_type)))
@@ -272,7 +311,11 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
     for prefix in _prefixes(names, ".SCB"):
         stored = names.get(prefix + ".weight")
         if stored is None or stored.dtype != "I8":
-            problems.append(f"{prefix}.SCB: no int8 {prefix}.weight beside it")
+            refuse(
+                prefix + ".weight",
+                {"scb": prefix + ".SCB"},
+                f"{prefix}.SCB: no int8 {prefix}.weight beside it",
+            )
             continue
         parts = {"values": prefix + ".weight", "scb": prefix + ".SCB"}
         if prefix + ".weight_format" in names:
@@ -306,7 +349,11 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
             scheme, fmt, shape = Scheme.COMPRESSED_PACKED, "pack-quantized", None
         missing = [role for role, stored in parts.items() if stored not in names]
         if missing:
-            problems.append(f"{packed.name}: compressed-tensors weight without {', '.join(missing)}")
+            refuse(
+                prefix + ".weight",
+                parts,
+                f"{packed.name}: compressed-tensors weight without {', '.join(missing)}",
+            )
             continue
         take(LogicalWeight(prefix + ".weight", scheme, parts, shape, compressed_encoding(fmt, bits)))
 
@@ -344,9 +391,10 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
         if blocks.dtype != "U8" or len(blocks.shape) < 3:
             continue  # not an MXFP4 pair (some models name other tensors *_blocks)
         if scales is None or scales.shape != blocks.shape[:-1]:
-            problems.append(
-                f"{blocks.name}: MXFP4 blocks without {prefix}{SCALES_SUFFIX} "
-                f"of shape {list(blocks.shape[:-1])}"
+            refuse(
+                prefix,
+                {"blocks": blocks.name, "scales": prefix + SCALES_SUFFIX},
+                f"{blocks.name}: MXFP4 blocks without {prefix}{SCALES_SUFFIX} of shape {list(blocks.shape[:-1])}",
             )
             continue
         *lead, out_features, groups, _width = blocks.shape
@@ -362,4 +410,5 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
     order = {name: position for position, name in enumerate(names)}
     weights.sort(key=lambda weight: min(order[stored] for stored in weight.parts.values()))
     detected = method or (weights[0].scheme.value if weights else None)
-    return QuantPlan(detected, tuple(weights), consumed, activation, tuple(problems))
+    refused.sort(key=lambda weight: min(order[stored] for stored in weight.parts.values()))
+    return QuantPlan(detected, tuple(weights), consumed, activation, tuple(problems), tuple(refused))

@@ -1,0 +1,147 @@
+"""The `config.json` beside a Hugging Face checkpoint: the quantisation section and the network's structure.
+
+`transformers` saves a model's configuration as `config.json` in the checkpoint's folder (peft saves
+`adapter_config.json` beside an adapter). Readers take two things from it: the `quantization_config`
+section, which says how the quantised weights are stored (`formats.quantized.detect`), and the facts the
+analysis needs to split fused projections and recognise experts and tied embeddings (`ModelStructure`).
+
+The file is untrusted text like the model: at most `MAX_CONFIG_BYTES`, strict JSON (`formats._json`),
+reached through the one path rule (`formats._paths`). A config that cannot be used does not stop the
+reading: the checkpoint is read from its tensor names alone and the user is told why in a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from formats._json import parse_strict_json
+from formats._paths import resolve_confined
+from formats.errors import CorruptFileError, UnsafeFileError
+from formats.types import ModelStructure
+
+#: Largest config we parse: real ones are a few KB (multimodal ones some tens of KB).
+MAX_CONFIG_BYTES = 4 << 20
+#: Most JSON objects a config may hold.
+MAX_CONFIG_OBJECTS = 100_000
+CONFIG_NAME = "config.json"
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+
+# The keys architectures use for each fact, in order of preference (transformers' configuration classes).
+_HEADS = ("num_attention_heads", "n_head", "num_heads", "n_heads")
+_KV_HEADS = ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num")
+_HIDDEN = ("hidden_size", "n_embd", "d_model", "n_embed", "dim")
+_EXPERTS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+#: Architectures whose fused query_key_value interleaves q, k and v head by head.
+_PER_HEAD_QKV = frozenset({"bloom", "gpt_neox", "gpt_neox_japanese", "persimmon", "stablelm_epoch"})
+_FALCON = frozenset({"falcon", "RefinedWeb", "RefinedWebModel"})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """What was found beside a checkpoint.
+
+    Attributes:
+        document: the parsed config (None when there is none or it could not be used).
+        structure: the network's facts taken from it.
+        warning: why a config that exists was not used, for `Reader.warnings`.
+    """
+
+    document: Mapping[str, Any] | None = None
+    structure: ModelStructure | None = None
+    warning: str | None = None
+
+
+def read_json_beside(folder: Path, name: str, *, path: Path) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The JSON object `folder/name` (None when absent), or why it cannot be used.
+
+    Args:
+        folder: the checkpoint's folder.
+        name: the sidecar's file name.
+        path: the checkpoint, for messages.
+    """
+    if not (folder / name).exists():
+        return None, None
+    try:
+        resolved = resolve_confined(folder, name, what=name, path=path)
+        size = resolved.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            return None, f"{name} ignored: {size} bytes, more than the limit {MAX_CONFIG_BYTES}"
+        raw = resolved.read_bytes()
+        document = parse_strict_json(raw, what=name, path=resolved, max_objects=MAX_CONFIG_OBJECTS)
+    except (CorruptFileError, UnsafeFileError) as exc:
+        return None, f"{name} ignored: {exc.message}"
+    except OSError as exc:
+        return None, f"{name} ignored: {exc.strerror or exc}"
+    if not isinstance(document, dict):
+        return None, f"{name} ignored: not a JSON object"
+    return document, None
+
+
+def read_checkpoint_config(folder: Path, *, path: Path) -> CheckpointConfig:
+    """The `config.json` in `folder`, parsed, with the structure it states."""
+    document, warning = read_json_beside(folder, CONFIG_NAME, path=path)
+    if document is None:
+        return CheckpointConfig(warning=warning)
+    return CheckpointConfig(document, structure_of(document))
+
+
+def _positive_int(document: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[int | None, str | None]:
+    for key in keys:
+        value = document.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    return None, None
+
+
+def _text_section(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Multimodal configs keep the language model's facts in `text_config`."""
+    section = document.get("text_config")
+    return section if isinstance(section, Mapping) and section.get("num_attention_heads") else document
+
+
+def structure_of(document: Mapping[str, Any]) -> ModelStructure:
+    """The facts `ModelStructure` holds, from a parsed config.json."""
+    section = _text_section(document)
+    model_type = document.get("model_type")
+    model_type = model_type if isinstance(model_type, str) else None
+    heads, _ = _positive_int(section, _HEADS)
+    kv_heads, _ = _positive_int(section, _KV_HEADS)
+    hidden, _ = _positive_int(section, _HIDDEN)
+    head_dim, _ = _positive_int(section, ("head_dim",))
+    experts, experts_key = _positive_int(section, _EXPERTS)
+    fused: str | None = None
+    if model_type in _FALCON:
+        if section.get("new_decoder_architecture") is True:
+            fused = "grouped"
+        elif section.get("multi_query", True) is True:  # FalconConfig's default
+            fused, kv_heads = "multi-query", 1
+        else:
+            fused, kv_heads = "per-head", heads
+    elif model_type in _PER_HEAD_QKV:
+        fused = "per-head"
+    elif heads is not None:
+        fused = "blocks"
+    if kv_heads is None:
+        kv_heads = heads
+    if head_dim is None and heads and hidden and hidden % heads == 0:
+        head_dim = hidden // heads
+    tie = section.get("tie_word_embeddings", document.get("tie_word_embeddings"))
+    if not isinstance(tie, bool):
+        # transformers writes only the values that differ from PretrainedConfig's defaults
+        # (`to_diff_dict`), whose tie_word_embeddings is True; a config it wrote without the key ties.
+        tie = True if ("model_type" in document or "architectures" in document) else None
+    return ModelStructure(
+        source=CONFIG_NAME,
+        model_type=model_type,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        hidden_size=hidden,
+        num_experts=experts,
+        experts_key=experts_key,
+        tie_word_embeddings=tie,
+        fused_qkv=fused,
+    )
