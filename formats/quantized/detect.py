@@ -394,7 +394,8 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
             refuse(
                 prefix,
                 {"blocks": blocks.name, "scales": prefix + SCALES_SUFFIX},
-                f"{blocks.name}: MXFP4 blocks without {prefix}{SCALES_SUFFIX} of shape {list(blocks.shape[:-1])}",
+                f"{blocks.name}: MXFP4 blocks without {prefix}{SCALES_SUFFIX} "
+                f"of shape {list(blocks.shape[:-1])}",
             )
             continue
         *lead, out_features, groups, _width = blocks.shape
