@@ -147,7 +147,7 @@ def plan_quantized_entries(
         parts = {role: by_name[name] for role, name in refused.parts.items()}
         if not parts:
             continue
-        reason = f"quantised weight that cannot be rebuilt: {refused.reason}"
+        reason = f"quantised weight {refused.name!r} cannot be rebuilt: {refused.reason}"
         info = _info(refused.name, parts, _main(parts).shape, "quantized", Layout.OUT_IN, reason)
         at[_first(parts, order).name] = (info, None)
     activation = {

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,7 +199,7 @@ def _plan(order: list[Entry], config: CheckpointConfig) -> tuple[list[_Planned],
 
 
 def _reader(
-    root: Path, order: list[Entry], metadata: dict[str, str], warnings: tuple[str, ...]
+    root: Path, order: list[Entry], metadata: Mapping[str, str], warnings: tuple[str, ...]
 ) -> SafetensorsReader:
     """The reader of a checkpoint whose tensors are `order`, with the config.json beside it."""
     folder = root if root.is_dir() else root.parent

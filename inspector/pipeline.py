@@ -64,6 +64,7 @@ def _base_record(
         dtype=info.encoding or info.dtype.value,
         status=status,
         reason=reason,
+        encoding=info.encoding,
         N=plan.N,
         M=plan.M,
         num_slices=plan.num_slices,

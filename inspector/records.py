@@ -128,7 +128,9 @@ class LayerRecord:
         kind: how the tensor was read (dense, conv2d...).
         role: attention / mlp / embedding / output where known.
         shape: the tensor's shape as stored.
-        dtype: the stored element type ("F32", "BF16", "Q4_K"...).
+        dtype: the stored element type ("F32", "BF16", "Q4_K"...), or the encoding it was decoded from.
+        encoding: what the values were decoded from when they are not read as stored: a quantisation
+            (`gptq-int4-g128`, `nf4`, `Q4_K`, `qlinear-int8`), a scale grid, a LoRA update; None otherwise.
         status: analysed, skipped or failed.
         reason: why a layer was skipped or failed, in words; None when analysed.
         N, M: matrix dimensions after orientation (N >= M); per slice for conv kernels.
@@ -150,6 +152,7 @@ class LayerRecord:
     dtype: str
     status: Status
     reason: str | None = None
+    encoding: str | None = None
     N: int | None = None
     M: int | None = None
     num_slices: int = 1

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from formats.quantized.awq import AWQ_BITS, awq_encoding
+from formats.quantized.awq import AWQ_BITS, AWQParams, awq_encoding
 from formats.quantized.bitsandbytes import QUANT_STATE_PREFIX, bnb_encoding
 from formats.quantized.compressed_tensors import compressed_encoding
 from formats.quantized.gptq import GPTQParams, gptq_encoding, gptq_logical_shape
@@ -72,6 +72,8 @@ class LogicalWeight:
             read first (bitsandbytes' quant_state JSON, compressed-tensors' weight_shape).
         encoding: what the record says it was dequantised from (`gptq-int4-g128`, `nf4`...).
         layout: orientation of the dequantised array.
+        gptq: GPTQ's settings (from the config, else from the parts' shapes); None for other schemes.
+        awq: AWQ's settings, likewise.
     """
 
     name: str
@@ -80,6 +82,8 @@ class LogicalWeight:
     shape: tuple[int, ...] | None
     encoding: str
     layout: Layout = Layout.OUT_IN
+    gptq: GPTQParams | None = None
+    awq: AWQParams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +206,61 @@ def compressed_weight_args(section: Mapping[str, object] | None, module: str) ->
     return linear[0] if len(linear) == 1 else None
 
 
+def group_size_of(section: Mapping[str, object] | None, in_features: int, groups: int) -> int:
+    """The configured group size, or the one the scales' group count gives (-1: one group per column)."""
+    value = section.get("group_size") if section is not None else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if groups <= 1:
+        return -1
+    return -(-in_features // groups)
+
+
+#: The dtype a reference library returns a weight in, from the safetensors code of its scales.
+_ROUNDING = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
+
+
+def rounding_of(code: str | None) -> str:
+    """The output dtype of a dequantiser whose scales are stored as `code` (float32 when not a float)."""
+    return _ROUNDING.get(code or "", "float32")
+
+
+def _gptq_settings(
+    section: Mapping[str, object] | None,
+    qweight: StoredTensor,
+    parts: Mapping[str, str],
+    names: Mapping[str, StoredTensor],
+) -> GPTQParams:
+    """GPTQ's settings: the config's, and where it says nothing the ones the shapes give (bits from
+    qweight's rows over g_idx's length, the group size from the number of scale rows)."""
+    scales = names[parts["scales"]]
+    params = gptq_params(section, rounding_of(scales.dtype))
+    bits = params.bits
+    if (section is None or "bits" not in section) and "g_idx" in parts and names[parts["g_idx"]].shape:
+        in_features = names[parts["g_idx"]].shape[0]
+        if in_features and (qweight.shape[0] * 32) % in_features == 0:
+            bits = qweight.shape[0] * 32 // in_features
+    in_features = qweight.shape[0] * 32 // bits if len(qweight.shape) == 2 and bits else 0
+    groups = scales.shape[0] if scales.shape else 1
+    return GPTQParams(
+        bits, group_size_of(section, in_features, groups), params.checkpoint_format, params.output_dtype
+    )
+
+
+def _awq_settings(
+    section: Mapping[str, object] | None, qweight: StoredTensor, scales: StoredTensor
+) -> AWQParams:
+    zero_point = section.get("zero_point", True) if section is not None else True
+    version = section.get("version", "gemm") if section is not None else "gemm"
+    in_features = qweight.shape[0] if len(qweight.shape) == 2 else 0
+    return AWQParams(
+        group_size_of(section, in_features, scales.shape[0] if scales.shape else 1),
+        zero_point is not False,
+        version if isinstance(version, str) else str(version),
+        rounding_of(scales.dtype),
+    )
+
+
 def _prefixes(names: Mapping[str, StoredTensor], suffix: str) -> list[str]:
     return [name[: -len(suffix)] for name in names if name.endswith(suffix)]
 
@@ -277,20 +336,22 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
         if kind == "awq":
             parts.pop("g_idx", None)
             out_features, in_features = qweight.shape[1] * 32 // AWQ_BITS, qweight.shape[0]
+            awq_settings = _awq_settings(section, qweight, names[parts["scales"]])
             take(
                 LogicalWeight(
-                    prefix + ".weight", Scheme.AWQ, parts, (out_features, in_features), awq_encoding()
+                    prefix + ".weight",
+                    Scheme.AWQ,
+                    parts,
+                    (out_features, in_features),
+                    awq_encoding(),
+                    awq=awq_settings,
                 )
             )
         else:
-            params = gptq_params(section)
-            if section is None and "g_idx" in parts and names[parts["g_idx"]].shape:
-                # Without a config the bit width follows from qweight's rows and g_idx's length.
-                in_features = names[parts["g_idx"]].shape[0]
-                if in_features and (qweight.shape[0] * 32) % in_features == 0:
-                    params = GPTQParams(qweight.shape[0] * 32 // in_features, params.group_size)
+            params = _gptq_settings(section, qweight, parts, names)
             logical = gptq_logical_shape(qweight.shape, params.bits) if len(qweight.shape) == 2 else None
-            take(LogicalWeight(prefix + ".weight", Scheme.GPTQ, parts, logical, gptq_encoding(params)))
+            encoding = gptq_encoding(params)
+            take(LogicalWeight(prefix + ".weight", Scheme.GPTQ, parts, logical, encoding, gptq=params))
 
     for state_name in [name for name in names if f".weight.{QUANT_STATE_PREFIX}" in name]:
         prefix, quant_type = state_name.split(f".{QUANT_STATE_PREFIX}", 1)

@@ -15,14 +15,15 @@ bit (tests/formats/test_quantized_*.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from formats.quantized import awq, bitsandbytes, compressed_tensors, gptq, mxfp4
-from formats.quantized._common import Floats, ceil_div, fail, round_to
+from formats.quantized._common import Floats, fail, round_to
 from formats.quantized.affine import dequantize_affine
-from formats.quantized.detect import LogicalWeight, Scheme, compressed_weight_args, gptq_params
+from formats.quantized.detect import LogicalWeight, Scheme, compressed_weight_args, group_size_of, rounding_of
 
 #: Parts read when the reader opens, because the float shape is written in them.
 SHAPE_PARTS = frozenset({"quant_state", "shape"})
@@ -31,15 +32,8 @@ MAX_SHAPE_PART_BYTES = bitsandbytes.MAX_QUANT_STATE_BYTES
 #: Most elements of the float weight a `weight_shape` may declare (as safetensors headers may).
 MAX_WEIGHT_ELEMENTS = 1 << 40
 
-#: The dtype a reference library returns the weight in, from the safetensors code of its scales.
-_ROUNDING = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
-
-Parts = Mapping[str, npt.NDArray[np.generic]]
-
-
-def rounding_of(code: str | None) -> str:
-    """The output dtype of a dequantiser whose scales are stored as `code` (float32 when not a float)."""
-    return _ROUNDING.get(code or "", "float32")
+#: role -> a stored part: integers as stored, floats widened to float32 (each dequantiser checks the kinds).
+Parts = Mapping[str, npt.NDArray[Any]]
 
 
 def logical_shape(weight: LogicalWeight, shape_parts: Parts) -> tuple[int, ...]:
@@ -63,21 +57,6 @@ def logical_shape(weight: LogicalWeight, shape_parts: Parts) -> tuple[int, ...]:
     raise fail(weight.name, "the plan gives no shape for this scheme")
 
 
-def _group_size(section: Mapping[str, object] | None, in_features: int, groups: int) -> int:
-    """The configured group size, or the one the scales' group count gives (-1: one group per column)."""
-    value = section.get("group_size") if section is not None else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if groups <= 1:
-        return -1
-    return ceil_div(in_features, groups)
-
-
-def _int_setting(section: Mapping[str, object] | None, key: str) -> int | None:
-    value = section.get(key) if section is not None else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def dequantize(
     weight: LogicalWeight,
     parts: Parts,
@@ -96,32 +75,12 @@ def dequantize(
         TensorError: the parts do not fit together or the settings (one line naming the weight).
     """
     name, scheme = weight.name, weight.scheme
-    if scheme is Scheme.GPTQ:
-        qweight = parts["qweight"]
-        params = gptq_params(section, rounding_of(codes.get("scales")))
-        if section is None or _int_setting(section, "group_size") is None:
-            in_features = qweight.shape[0] * 32 // params.bits if qweight.ndim == 2 else 0
-            params = gptq.GPTQParams(
-                params.bits,
-                _group_size(None, in_features, parts["scales"].shape[0] if parts["scales"].ndim else 1),
-                params.checkpoint_format,
-                params.output_dtype,
-            )
+    if scheme is Scheme.GPTQ and weight.gptq is not None:
         return gptq.dequantize_gptq(
-            name, qweight, parts["qzeros"], parts["scales"], parts.get("g_idx"), params
+            name, parts["qweight"], parts["qzeros"], parts["scales"], parts.get("g_idx"), weight.gptq
         )
-    if scheme is Scheme.AWQ:
-        qweight, scales = parts["qweight"], parts["scales"]
-        in_features = qweight.shape[0] if qweight.ndim == 2 else 0
-        zero_point = section.get("zero_point", True) if section is not None else True
-        version = section.get("version", "gemm") if section is not None else "gemm"
-        params = awq.AWQParams(
-            _group_size(section, in_features, scales.shape[0] if scales.ndim else 1),
-            zero_point is not False,
-            version if isinstance(version, str) else str(version),
-            rounding_of(codes.get("scales")),
-        )
-        return awq.dequantize_awq(name, qweight, parts.get("qzeros"), scales, params)
+    if scheme is Scheme.AWQ and weight.awq is not None:
+        return awq.dequantize_awq(name, parts["qweight"], parts.get("qzeros"), parts["scales"], weight.awq)
     if scheme is Scheme.BNB_4BIT:
         state = bitsandbytes.parse_quant_state(name, parts["quant_state"])
         return bitsandbytes.dequantize_bnb_4bit(
@@ -168,7 +127,7 @@ def _pack_quantized(
         bits = 4
     if args is None:
         columns = scale.shape[1] if scale.ndim == 2 else 1
-        group = _group_size(None, shape[1], columns) if columns > 1 else None
+        group = group_size_of(None, shape[1], columns) if columns > 1 else None
     if not isinstance(group, int) or isinstance(group, bool) or group < 0:
         group = None
     if not isinstance(symmetric, bool):

@@ -67,6 +67,7 @@ def layer_dict(layer: LayerRecord) -> dict[str, Any]:
         "role": layer.role.value if layer.role is not None else None,
         "shape": list(layer.shape),
         "dtype": layer.dtype,
+        "encoding": layer.encoding,
         "status": layer.status.value,
         "reason": layer.reason,
         "N": layer.N,
