@@ -29,6 +29,7 @@ from formats._onnx_chains import (
     describe_transforms,
     final_code,
     presented_shape,
+    selection,
 )
 from formats._onnx_names import (
     Names,
@@ -38,8 +39,19 @@ from formats._onnx_names import (
     direction_aliases,
     is_generated_name,
 )
+from formats._onnx_quantized_ops import MS_QUANTIZED_OPS, QUANTIZED_WEIGHT_INPUT, QuantizedOperand
+from formats._onnx_shape_ops import (
+    MAX_SHAPE_VALUES,
+    SELECT_OPS,
+    SHAPE_OPS,
+    Broadcast,
+    Reshape,
+    SplitPart,
+    Take,
+    slice_cuts,
+)
 from formats._onnx_slots import DEFAULT_DOMAINS, MS_DOMAIN, SlotRole, attr_int, attr_ints, classify_slot
-from formats._onnx_tensor import FLOAT_CODES
+from formats._onnx_tensor import FLOAT_CODES, INTEGER_CODES
 
 if TYPE_CHECKING:
     import onnx
@@ -50,6 +62,10 @@ MAX_CHAIN = 16
 MAX_GRAPH_DEPTH = 64
 #: Longest metadata string parsed for the torch exporter's module scopes.
 MAX_METADATA_CHARS = 65536
+#: Deepest nesting of model-local function calls expanded (a function calling a function...).
+MAX_FUNCTION_DEPTH = 16
+#: Most nodes the expansion of model-local functions may produce in one graph.
+MAX_INLINED_NODES = 1_000_000
 
 
 class _Scope:
@@ -60,6 +76,7 @@ class _Scope:
         self.path = path
         self.constants: dict[str, Constant] = {}
         self.producers: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}  # value name -> nodes of this graph reading it
         self.runtime: set[str] = set()  # graph inputs without an initializer: values known only at run time
 
     def lookup(self, name: str) -> Constant | onnx.NodeProto | None:
@@ -101,10 +118,12 @@ class Planned:
     encoding: str | None = None
 
 
-_CHAIN_OPS = frozenset({"Identity", "Cast", "Transpose", "DequantizeLinear"})
+_CHAIN_OPS = frozenset({"Identity", "Cast", "Transpose", "DequantizeLinear"}) | SHAPE_OPS | SELECT_OPS
 
 
 def _is_chain_node(node: onnx.NodeProto) -> bool:
+    """A node a weight may pass through on the way to its consumer (whether its other inputs are
+    constant, which following it needs, is checked when the chain is resolved)."""
     if node.op_type == "DequantizeLinear":
         return node.domain in DEFAULT_DOMAINS or node.domain == MS_DOMAIN
     return node.op_type in _CHAIN_OPS and node.domain in DEFAULT_DOMAINS
@@ -124,6 +143,11 @@ class GraphWalker:
         self.order: dict[int, None] = {}  # constant ids in the order they are first used
         self.notes: list[str] = []
         self.subgraph_count = 0
+        self.functions: dict[tuple[str, str, str], onnx.FunctionProto] = {
+            (function.domain, function.name, getattr(function, "overload", "")): function
+            for function in model.functions
+        }
+        self.inlined_calls = 0
 
     # -- walking ------------------------------------------------------------------------------------
 
@@ -159,7 +183,11 @@ class GraphWalker:
         for value in graph.input:
             if value.name not in scope.constants:
                 scope.runtime.add(value.name)
-        for node in graph.node:
+        nodes = self._inlined(list(graph.node), 0)
+        for node in nodes:
+            for name in node.input:
+                if name:
+                    scope.consumers.setdefault(name, []).append(node)
             if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS and node.output:
                 produced = _constant_node_tensor(node)
                 label = node.name or node.output[0]
@@ -173,7 +201,7 @@ class GraphWalker:
             for output in node.output:
                 if output:
                     scope.producers[output] = node
-        for position, node in enumerate(graph.node):
+        for position, node in enumerate(nodes):
             if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
                 continue
             label = node.name or f"{node.op_type}#{position}"
@@ -190,11 +218,46 @@ class GraphWalker:
                             subgraph, scope, f"{path}/{label}.{attribute.name}[{number}]", depth + 1
                         )
 
+    def _inlined(self, nodes: list[onnx.NodeProto], depth: int) -> list[onnx.NodeProto]:
+        """`nodes` with every call of a model-local function replaced by the function's body.
+
+        Each call is expanded as onnx's inliner does: the body's formal inputs and outputs become the
+        call's actual names, its other values are prefixed with the call's name (so two calls never share
+        one), attributes referring to the function's (`ref_attr_name`) take the call's value or the
+        function's default. The weights a function uses arrive as actual inputs, so after expansion they
+        reach their consumers like any other weight. Subgraphs inside a body keep their own names.
+        """
+        if not self.functions:
+            return nodes
+        expanded: list[onnx.NodeProto] = []
+        for position, node in enumerate(nodes):
+            function = self.functions.get((node.domain, node.op_type, getattr(node, "overload", "")))
+            if function is None:
+                expanded.append(node)
+                continue
+            if depth >= MAX_FUNCTION_DEPTH or len(expanded) > MAX_INLINED_NODES:
+                self.notes.append(
+                    f"calls of function {node.op_type!r} nested deeper than {MAX_FUNCTION_DEPTH} "
+                    "were not expanded"
+                )
+                expanded.append(node)
+                continue
+            self.inlined_calls += 1
+            expanded.extend(self._inlined(_call_body(node, function, position), depth + 1))
+        return expanded
+
     def _record_uses(self, node: onnx.NodeProto, label: str, scope: _Scope, path: str) -> None:
         for index, name in enumerate(node.input):
             if not name:
                 continue
-            if _is_chain_node(node) and index == 0:
+            if (
+                index == 0
+                and _is_chain_node(node)
+                and (
+                    node.op_type not in SHAPE_OPS | SELECT_OPS
+                    or self._link(node, node.output[0], scope) is not None
+                )
+            ):
                 # The chain is followed from the node at its end; a dangling chain leaves the constant
                 # unused, which is how it is then reported.
                 continue
@@ -205,6 +268,9 @@ class GraphWalker:
             shape = presented_shape(constant.shape, transforms)
             code = final_code(constant.code, transforms)
             slot = classify_slot(node, index, shape, code)
+            operand = self._quantized_operand(node, index, scope, constant, transforms)
+            if operand is not None:
+                transforms = (*transforms, operand)
             use = Use(constant, transforms, node, label, path, index, slot, chain_names)
             self.order.setdefault(id(constant), None)
             self.uses[id(constant)].append(use)
@@ -224,34 +290,188 @@ class GraphWalker:
             node = found
             if not _is_chain_node(node) or not node.input or not node.input[0]:
                 return None
+            link = self._link(node, name, scope)
+            if link is None:
+                return None
             if node.op_type == "Identity":
                 names.append(name)
-            if node.op_type == "Transpose":
-                transforms.append(Transpose(attr_ints(node, "perm")))
-            elif node.op_type == "Cast":
-                to = attr_int(node, "to", 0)
-                if to not in FLOAT_CODES:
-                    return None  # a cast to integers is index or shape arithmetic, not a weight
-                transforms.append(Cast(to))
-            elif node.op_type == "DequantizeLinear":
-                scale = self._plain_constant(node.input[1] if len(node.input) > 1 else "", scope)
-                zero = (
-                    self._plain_constant(node.input[2], scope)
-                    if len(node.input) > 2 and node.input[2]
-                    else None
-                )
-                if scale is None or (len(node.input) > 2 and node.input[2] and zero is None):
-                    return None
-                op = (
-                    "DequantizeLinear"
-                    if node.domain in DEFAULT_DOMAINS
-                    else f"{node.domain}.DequantizeLinear"
-                )
-                transforms.append(
-                    Dequantize(scale, zero, attr_int(node, "axis", 1), attr_int(node, "block_size", 0), op)
-                )
+            elif not isinstance(link, bool):
+                transforms.append(link)
             name = node.input[0]
         return None
+
+    def _link(self, node: onnx.NodeProto, output: str, scope: _Scope) -> Transform | bool | None:
+        """What chain node `node` does to its first input on the way to its output `output`: a transform,
+        True for Identity, or None when it cannot be followed (a cast to integers, a shape or index that
+        is computed at run time)."""
+        op = node.op_type
+        if op == "Identity":
+            return True
+        if op == "Transpose":
+            return Transpose(attr_ints(node, "perm"))
+        if op == "Cast":
+            to = attr_int(node, "to", 0)
+            # A cast to integers is index or shape arithmetic, not a weight.
+            return Cast(to) if to in FLOAT_CODES else None
+        if op == "DequantizeLinear":
+            scale = self._plain_constant(node.input[1] if len(node.input) > 1 else "", scope)
+            has_zero = len(node.input) > 2 and bool(node.input[2])
+            zero = self._plain_constant(node.input[2], scope) if has_zero else None
+            if scale is None or (has_zero and zero is None):
+                return None
+            label = (
+                "DequantizeLinear" if node.domain in DEFAULT_DOMAINS else f"{node.domain}.DequantizeLinear"
+            )
+            return Dequantize(scale, zero, attr_int(node, "axis", 1), attr_int(node, "block_size", 0), label)
+        return self._shape_link(node, output, scope)
+
+    def _shape_link(self, node: onnx.NodeProto, output: str, scope: _Scope) -> Transform | None:
+        """Unsqueeze, Squeeze, Reshape, Flatten, Expand, Slice, Split and Gather with constant operands."""
+        op = node.op_type
+
+        def operand(position: int) -> tuple[int, ...] | None:
+            found = self._ints(node.input[position], scope) if len(node.input) > position else None
+            return found[0] if found is not None else None
+
+        def present(position: int) -> bool:
+            return len(node.input) > position and bool(node.input[position])
+
+        if op in ("Unsqueeze", "Squeeze"):
+            axes = attr_ints(node, "axes")
+            if axes is None and present(1):
+                axes = operand(1)
+                if axes is None:
+                    return None
+            if op == "Unsqueeze" and not axes:
+                return None
+            return Reshape(op, axes)
+        if op == "Reshape":
+            target = operand(1)
+            return Reshape(op, target, bool(attr_int(node, "allowzero", 0))) if target is not None else None
+        if op == "Flatten":
+            return Reshape(op, (attr_int(node, "axis", 1),))
+        if op == "Expand":
+            target = operand(1)
+            return Broadcast(target) if target is not None else None
+        if op == "Slice":
+            if attr_ints(node, "starts") is not None:  # opset < 10: bounds are attributes
+                starts, ends = attr_ints(node, "starts") or (), attr_ints(node, "ends") or ()
+                return slice_cuts(starts, ends, attr_ints(node, "axes"), None)
+            starts, ends = operand(1), operand(2)
+            axes = operand(3) if present(3) else None
+            steps = operand(4) if present(4) else None
+            if (
+                starts is None
+                or ends is None
+                or (present(3) and axes is None)
+                or (present(4) and steps is None)
+            ):
+                return None
+            return slice_cuts(starts, ends, axes, steps)
+        if op == "Split":
+            sizes = attr_ints(node, "split")
+            if sizes is None and present(1):
+                sizes = operand(1)
+                if sizes is None:
+                    return None
+            outputs = attr_int(node, "num_outputs", len(node.output))
+            return SplitPart(attr_int(node, "axis", 0), sizes, outputs, list(node.output).index(output))
+        if op == "Gather":
+            found = self._ints(node.input[1], scope) if len(node.input) > 1 else None
+            if found is None:
+                return None  # a lookup with run-time indices: the Gather is the consumer (an embedding)
+            indices, scalar = found
+            if not scalar and len(indices) == 0:
+                return None
+            return Take(attr_int(node, "axis", 0), indices, scalar)
+        return None
+
+    def _ints(self, name: str, scope: _Scope) -> tuple[tuple[int, ...], bool] | None:
+        """The values of a small integer constant (axes, a shape, bounds, indices) and whether it is a
+        scalar; None when it is not a constant of the graph, not integers, external or too large."""
+        constant = self._plain_constant(name, scope)
+        if constant is None or constant.code not in INTEGER_CODES or constant.sparse_shape is not None:
+            return None
+        if constant.tensor.data_location == 1:  # TensorProto.EXTERNAL: shapes are always embedded
+            return None
+        count = 1
+        for dim in constant.shape:
+            count *= dim
+        if count > MAX_SHAPE_VALUES or len(constant.shape) > 1:
+            return None
+        from onnx import numpy_helper
+
+        try:
+            values = numpy_helper.to_array(constant.tensor).reshape(-1)
+        except (ValueError, TypeError):
+            return None
+        if values.size != count:
+            return None
+        return tuple(int(value) for value in values), len(constant.shape) == 0
+
+    def _quantized_operand(
+        self,
+        node: onnx.NodeProto,
+        index: int,
+        scope: _Scope,
+        constant: Constant,
+        transforms: tuple[Transform, ...],
+    ) -> QuantizedOperand | None:
+        """The consumer's own dequantisation, when `node` is a quantised operator and input `index` its
+        weight: QLinear* (scale and zero point inputs), MatMulInteger/ConvInteger (the scale is the Mul
+        after the product), MatMulNBits and GatherBlockQuantized (com.microsoft)."""
+        op = node.op_type
+        weight_index = QUANTIZED_WEIGHT_INPUT.get(op)
+        in_domain = node.domain == MS_DOMAIN if op in MS_QUANTIZED_OPS else node.domain in DEFAULT_DOMAINS
+        if weight_index is None or index != weight_index or not in_domain:
+            return None
+
+        def param(position: int) -> Constant | None:
+            present = len(node.input) > position and bool(node.input[position])
+            return self._plain_constant(node.input[position], scope) if present else None
+
+        code = final_code(constant.code, transforms)
+        if op in ("MatMulNBits", "GatherBlockQuantized"):
+            wanted = ("K", "N", "bits", "block_size", "quantize_axis")
+            attrs = tuple((name, attr_int(node, name, 0)) for name in wanted if _has_attr(node, name))
+            g_idx = param(4) if op == "MatMulNBits" else None
+            return QuantizedOperand(op, attrs, code, param(2), param(3), g_idx)
+        if op in ("QLinearMatMul", "QLinearConv"):
+            return QuantizedOperand(op, (), code, param(4), param(5))
+        return QuantizedOperand(op, (), code, self._integer_scale(node, scope, constant), param(3))
+
+    def _integer_scale(self, node: onnx.NodeProto, scope: _Scope, weight: Constant) -> Constant | None:
+        """The weight scale of a MatMulInteger/ConvInteger: quantize_dynamic writes
+        `Mul(Cast(product), Mul(x_scale, w_scale))`; the constant factor is the weight's. Without that
+        pattern, the constant onnxruntime names `<weight>_scale` when the weight is `<weight>_quantized`."""
+        frontier, seen = [node.output[0]] if node.output else [], 0
+        while frontier and seen < MAX_CHAIN:
+            value = frontier.pop()
+            seen += 1
+            for consumer in scope.consumers.get(value, []):
+                if consumer.op_type == "Cast" and consumer.output:
+                    frontier.append(consumer.output[0])
+                elif consumer.op_type == "Mul" and len(consumer.input) == 2:
+                    other = consumer.input[1] if consumer.input[0] == value else consumer.input[0]
+                    found = self._float_factor(other, scope)
+                    if found is not None:
+                        return found
+        stem = weight.name.removesuffix("_quantized")
+        if stem != weight.name:
+            return self._plain_constant(stem + "_scale", scope)
+        return None
+
+    def _float_factor(self, name: str, scope: _Scope) -> Constant | None:
+        """A float constant `name`, or the one constant float factor of the Mul producing `name`."""
+        direct = self._plain_constant(name, scope)
+        if direct is not None:
+            return direct if direct.code in FLOAT_CODES else None
+        producer = scope.lookup(name)
+        if producer is None or isinstance(producer, Constant) or producer.op_type != "Mul":
+            return None
+        factors = [self._plain_constant(part, scope) for part in producer.input if part]
+        floats = [factor for factor in factors if factor is not None and factor.code in FLOAT_CODES]
+        return floats[0] if len(floats) == 1 else None
 
     def _plain_constant(self, name: str, scope: _Scope) -> Constant | None:
         """A constant reached through Identity nodes only (quantisation scales and zero points)."""
@@ -303,14 +523,29 @@ class GraphWalker:
             )
             return
 
+        # Uses that select different parts of the constant (the outputs of a Split, Slices, Gathers) read
+        # different tensors: one each, named after its consumer; uses of the same part share one.
+        groups: dict[tuple[Transform, ...], list[Use]] = {}
+        for use in weight_uses:
+            groups.setdefault(selection(use.transforms), []).append(use)
+        for selected, group in groups.items():
+            yield from self._plan_uses(constant, group, names, by_consumer=bool(selected))
+
+    def _plan_uses(
+        self, constant: Constant, weight_uses: list[Use], names: Names, *, by_consumer: bool
+    ) -> Iterator[Planned]:
+        """The tensor (or, for LSTM/GRU/RNN weights, one per direction) that `weight_uses` all read."""
         primary = weight_uses[0]
         shape = presented_shape(constant.shape, primary.transforms)
         skip = (
             primary.slot.skip_reason or self._sparse_reason(constant) or check_transforms(constant, primary)
         )
+        if by_consumer:
+            base, own = consumer_base(primary) + primary.slot.suffix, False
+        else:
+            base, own = base_name(constant, primary, names)
         if primary.slot.split_directions and len(shape) == 3 and skip is None:
             count = shape[0]
-            base, own = base_name(constant, primary, names)
             for index in range(count):
                 name = (
                     base if count == 1 else f"{base}.{('forward', 'reverse')[index] if count == 2 else index}"
@@ -327,7 +562,6 @@ class GraphWalker:
                     encoding=describe_transforms(constant, transforms),
                 )
             return
-        base, own = base_name(constant, primary, names)
         name = names.claim(base, own=own)
         yield Planned(
             name=name,
@@ -362,6 +596,51 @@ class GraphWalker:
         if constant.sparse_shape is not None:
             return "sparse initializer: sparse tensors are not read"
         return None
+
+
+def _call_body(node: onnx.NodeProto, function: onnx.FunctionProto, position: int) -> list[onnx.NodeProto]:
+    """The nodes of `function`'s body as this call of it runs them (see `GraphWalker._inlined`)."""
+    import onnx
+
+    call = node.name or f"{node.op_type}#{position}"
+    rename = dict(zip(function.input, node.input, strict=False))
+    rename.update(zip(function.output, node.output, strict=False))
+    for formal in list(function.input)[len(node.input) :]:
+        rename[formal] = ""  # an optional input the call leaves out
+    given = {attribute.name: attribute for attribute in node.attribute}
+    defaults = {attribute.name: attribute for attribute in getattr(function, "attribute_proto", [])}
+
+    def renamed(value: str) -> str:
+        if not value:
+            return ""
+        return rename.get(value, f"{call}/{value}")
+
+    body: list[onnx.NodeProto] = []
+    for number, inner in enumerate(function.node):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(inner)
+        copy.name = f"{call}/{inner.name or f'{inner.op_type}#{number}'}"
+        del copy.input[:]
+        copy.input.extend(renamed(value) for value in inner.input)
+        del copy.output[:]
+        copy.output.extend(renamed(value) for value in inner.output)
+        del copy.attribute[:]
+        for attribute in inner.attribute:
+            if attribute.ref_attr_name:
+                source = given.get(attribute.ref_attr_name) or defaults.get(attribute.ref_attr_name)
+                if source is None:
+                    continue  # the call and the function both leave it out: the operator's default
+                resolved = copy.attribute.add()
+                resolved.CopyFrom(source)
+                resolved.name = attribute.name
+            else:
+                copy.attribute.add().CopyFrom(attribute)
+        body.append(copy)
+    return body
+
+
+def _has_attr(node: onnx.NodeProto, name: str) -> bool:
+    return any(attribute.name == name for attribute in node.attribute)
 
 
 def _constant_node_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:

@@ -25,6 +25,8 @@ from formats import DType, open_model
 from tests.conftest import FIXTURES, MANIFESTS, run_cli
 
 QUANTISED = [json.loads(path.read_text()) for path in sorted(MANIFESTS.glob("quantized_*.json"))]
+#: The Hugging Face and torch fixtures, which carry the library's copy in reference.safetensors.
+WITH_REFERENCE = [manifest for manifest in QUANTISED if "reference" in manifest]
 #: The issue's tolerances: alpha absolute, lambda_max relative.
 ALPHA_TOLERANCE = 1e-3
 LAMBDA_MAX_RELATIVE = 1e-3
@@ -42,7 +44,7 @@ def _reference(manifest: dict[str, Any]) -> dict[str, np.ndarray]:
         return {name: handle.get_tensor(name).float().numpy() for name in handle.keys()}  # noqa: SIM118
 
 
-@pytest.mark.parametrize("manifest", QUANTISED, ids=lambda manifest: manifest["fixture"])
+@pytest.mark.parametrize("manifest", WITH_REFERENCE, ids=lambda manifest: manifest["fixture"])
 def test_read_values_equal_the_librarys_dequantised_copy(manifest: dict[str, Any]) -> None:
     reference = _reference(manifest)
     with open_model(FIXTURES / manifest["fixture"]) as reader:
@@ -55,7 +57,7 @@ def test_read_values_equal_the_librarys_dequantised_copy(manifest: dict[str, Any
             np.testing.assert_array_equal(refs[name].read(), theirs, err_msg=name)
 
 
-@pytest.mark.parametrize("manifest", QUANTISED, ids=lambda manifest: manifest["fixture"])
+@pytest.mark.parametrize("manifest", WITH_REFERENCE, ids=lambda manifest: manifest["fixture"])
 def test_alpha_and_lambda_max_equal_those_of_the_librarys_copy(manifest: dict[str, Any]) -> None:
     ours = _records(FIXTURES / manifest["fixture"])
     theirs = _records(FIXTURES / manifest["reference"])
@@ -203,3 +205,70 @@ def test_an_unusable_config_is_a_warning_and_the_names_decide(tmp_path: Path) ->
     assert any("config.json ignored" in warning and "repeats" in warning for warning in report["warnings"])
     analysed = [layer for layer in report["layers"] if layer["encoding"] == "gptq-int4-g32"]
     assert len(analysed) == 7 and all(layer["status"] == "analyzed" for layer in analysed)
+
+
+# --- ONNX quantised operators ------------------------------------------------------------------------
+
+ONNX_QUANTISED = [manifest for manifest in QUANTISED if manifest["format"] == "onnx"]
+
+
+def _onnx_reference(path: Path) -> dict[str, np.ndarray]:
+    """onnxruntime's own float weight for every quantised weight of `path`: the contrib operators run
+    alone on an identity (MatMulNBits) or on every index (GatherBlockQuantized); the integer operators'
+    weights through DequantizeLinear with their scale and zero point."""
+    import onnx
+
+    from formats.quantized.onnx_ops import INTEGER_OPERATOR_INPUTS
+    from tests.formats.test_quantized_ops import _dequantize_linear_reference, _initializers, _run_single
+
+    model = onnx.load(str(path))
+    values = _initializers(model)
+    reference: dict[str, np.ndarray] = {}
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            k = next(attribute.i for attribute in node.attribute if attribute.name == "K")
+            reference[node.input[1]] = _run_single(node, model, {node.input[0]: np.eye(k, dtype=np.float32)})
+        elif node.op_type == "GatherBlockQuantized":
+            rows = values[node.input[0]].shape[0]
+            feeds = {node.input[1]: np.arange(rows, dtype=np.int64)}
+            reference[node.input[0]] = _run_single(node, model, feeds)
+        elif node.op_type in INTEGER_OPERATOR_INPUTS:
+            weight, scale_input, zero_input = INTEGER_OPERATOR_INPUTS[node.op_type]
+            name = node.input[weight]
+            scale_name = (
+                node.input[scale_input] if scale_input is not None else name.replace("_quantized", "_scale")
+            )
+            reference[name] = _dequantize_linear_reference(
+                values[name],
+                values[scale_name],
+                values[node.input[zero_input]],
+                axis=0 if "Conv" in node.op_type else 1,
+            )
+    return reference
+
+
+@pytest.mark.parametrize("manifest", ONNX_QUANTISED, ids=lambda manifest: manifest["fixture"])
+def test_onnx_quantised_weights_equal_onnxruntime_and_keep_its_alpha(
+    manifest: dict[str, Any], tmp_path: Path
+) -> None:
+    path = FIXTURES / manifest["fixture"]
+    reference = _onnx_reference(path)
+    assert set(reference) == {tensor["name"] for tensor in manifest["tensors"]}
+    with open_model(path) as reader:
+        refs = {ref.info.name: ref for ref in reader.tensors()}
+        for name, theirs in reference.items():
+            assert refs[name].info.dtype is DType.QUANTIZED and refs[name].info.encoding, name
+            np.testing.assert_array_equal(refs[name].read(), theirs, err_msg=name)  # max abs difference 0
+    copy = tmp_path / "reference.safetensors"
+    save_file(
+        {name: torch.from_numpy(np.ascontiguousarray(values)) for name, values in reference.items()},
+        str(copy),
+    )
+    ours, theirs_records = _records(path), _records(copy)
+    for name in reference:
+        record, expected = ours[(name, None)], theirs_records[(name, None)]
+        assert record["status"] == "analyzed", name
+        assert abs(record["alpha"] - expected["alpha"]) <= ALPHA_TOLERANCE, name
+        assert (
+            abs(record["lambda_max"] - expected["lambda_max"]) <= LAMBDA_MAX_RELATIVE * expected["lambda_max"]
+        )
