@@ -336,7 +336,7 @@ def dequantize(
         block_size=transform.block_size,
         output=np.float64 if double else np.float32,
     )
-    return round_to(result, "float16") if scale.dtype == np.float16 else result  # type: ignore[arg-type]
+    return round_to(result, "float16") if scale.dtype == np.float16 else result
 
 
 def apply_transforms(

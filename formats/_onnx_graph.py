@@ -355,8 +355,8 @@ class GraphWalker:
             return Broadcast(target) if target is not None else None
         if op == "Slice":
             if attr_ints(node, "starts") is not None:  # opset < 10: bounds are attributes
-                starts, ends = attr_ints(node, "starts") or (), attr_ints(node, "ends") or ()
-                return slice_cuts(starts, ends, attr_ints(node, "axes"), None)
+                bounds = attr_ints(node, "starts") or (), attr_ints(node, "ends") or ()
+                return slice_cuts(*bounds, attr_ints(node, "axes"), None)
             starts, ends = operand(1), operand(2)
             axes = operand(3) if present(3) else None
             steps = operand(4) if present(4) else None

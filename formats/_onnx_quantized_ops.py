@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from formats._onnx_tensor import INT4, UINT4, UINT8
 from formats.quantized import onnx_ops
+from formats.quantized._common import fail
 
 if TYPE_CHECKING:
     from formats._onnx_chains import Constant
@@ -96,7 +97,7 @@ class QuantizedOperand:
         scale = load(self.scale) if self.scale is not None else None
         zero = load(self.zero_point) if self.zero_point is not None else None
         if scale is None:
-            raise onnx_ops.fail(name, f"{self.op} has no constant scale for its weight")
+            raise fail(name, f"{self.op} has no constant scale for its weight")
         if self.op == "MatMulNBits":
             g_idx = load(self.g_idx) if self.g_idx is not None else None
             return onnx_ops.dequantize_matmul_nbits(name, self.nbits, values, scale, zero, g_idx)
