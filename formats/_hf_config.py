@@ -37,6 +37,41 @@ _EXPERTS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_exp
 #: Architectures whose fused query_key_value interleaves q, k and v head by head.
 _PER_HEAD_QKV = frozenset({"bloom", "gpt_neox", "gpt_neox_japanese", "persimmon", "stablelm_epoch"})
 _FALCON = frozenset({"falcon", "RefinedWeb", "RefinedWebModel"})
+#: The output projection of architectures that tie it to the input embedding (`get_output_embeddings`).
+OUTPUT_EMBEDDINGS = ("lm_head.weight", "embed_out.weight", "cls.predictions.decoder.weight")
+#: Suffixes of the input embedding it is tied to (`get_input_embeddings`).
+INPUT_EMBEDDING_SUFFIXES = (
+    "embed_tokens.weight",
+    "wte.weight",
+    "word_embeddings.weight",
+    "tok_embeddings.weight",
+    "embed_in.weight",
+    "shared.weight",
+)
+
+
+def tied_pair(
+    names: Mapping[str, tuple[tuple[int, ...], str]], structure: ModelStructure | None
+) -> tuple[str, str] | None:
+    """(output, input) when the config ties the output projection to the input embedding and the file
+    stores both, with the same shape and dtype; transformers then uses the embedding for both (its
+    `tie_weights`), so the stored output copy is not the model's and is listed as the embedding's alias.
+
+    Args:
+        names: every stored tensor's name -> (shape, dtype code).
+        structure: what config.json says.
+    """
+    if structure is None or structure.tie_word_embeddings is not True:
+        return None
+    output = next((name for name in OUTPUT_EMBEDDINGS if name in names), None)
+    if output is None:
+        return None
+    inputs = [
+        name
+        for name, spec in names.items()
+        if name != output and name.endswith(INPUT_EMBEDDING_SUFFIXES) and spec == names[output]
+    ]
+    return (output, inputs[0]) if len(inputs) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ Decisions documented here because they shape what `tensors()` yields:
 - Two names with the same byte range, dtype and shape are one tensor with `aliases` (hand-made files
   only: safetensors refuses to save shared storage). The same range with another dtype or shape is an
   overlap and the file is refused.
+- Tied embeddings: when config.json ties the output projection to the input embedding
+  (`tie_word_embeddings`, transformers' default) and the file stores both, the output copy is listed as
+  an alias of the embedding and analysed once (`formats._hf_config.tied_pair`).
 - Quantised checkpoints (GPTQ, AWQ, bitsandbytes, compressed-tensors, MXFP4) are recognised from the names
   and the `config.json` beside the file; each quantised weight is one tensor named after the unquantised
   model's weight and dequantised on read (`formats._safetensors_quantized`); its parts are not listed.
@@ -39,7 +42,7 @@ import numpy.typing as npt
 
 from formats._binary import describe_offset, numpy_storage_dtype, read_array_at, widen
 from formats._fp8_scales import ScalePlan, apply_scale, pair_scales
-from formats._hf_config import CheckpointConfig, read_checkpoint_config
+from formats._hf_config import CheckpointConfig, read_checkpoint_config, tied_pair
 from formats._hf_shards import ShardContents, ShardIndex, find_index, open_shards, read_index
 from formats._lazy_reader import LazyReader
 from formats._messages import quote_name
@@ -162,6 +165,11 @@ def _plan(order: list[Entry], config: CheckpointConfig) -> tuple[list[_Planned],
     Returns the tensors to yield and the warnings planning raised.
     """
     primaries, aliases = _group_aliases(order)
+    tied = tied_pair({entry.name: (entry.shape, entry.code) for entry in primaries}, config.structure)
+    if tied is not None:
+        output, embedding = tied
+        primaries = [entry for entry in primaries if entry.name != output]
+        aliases[embedding].extend([output, *aliases.pop(output, [])])
     quantized = plan_quantized_entries(primaries, config.document, read_stored)
     plain = [entry for entry in primaries if entry.name not in quantized.consumed]
     scale_plans, consumed = pair_scales(plain)

@@ -25,7 +25,8 @@ from formats import open_model
 from formats.errors import FormatError, TensorError
 from formats.types import TensorRef
 from inspector.errors import LayerFailedError
-from inspector.layers import LayerPlan, layer_matrices, plan_layer
+from inspector.groups import summarize_groups
+from inspector.layers import LayerPlan, layer_matrices, part_plan, part_record, part_values, plan_layer
 from inspector.options import AnalysisOptions
 from inspector.records import FileError, LayerRecord, ModelReport, Status
 from inspector.science.eigen import CpuBackend, EigenBackend, make_backend
@@ -103,7 +104,8 @@ def _measured(
 def _analyze_tensor(
     pending: _Pending, options: AnalysisOptions, backend: EigenBackend
 ) -> Iterator[LayerRecord]:
-    """Records for one tensor: one when pooled or skipped, one per slice in per-slice conv mode."""
+    """Records for one tensor: one when pooled or skipped, one per slice for experts and per-slice conv
+    mode, one per part (and per expert) for split fused projections and heads."""
     plan, ref = pending.plan, pending.ref
     if plan.skip_reason is not None:
         yield _base_record(pending.index, ref, plan, Status.SKIPPED, plan.skip_reason)
@@ -119,14 +121,32 @@ def _analyze_tensor(
             f"tensor {ref.info.name!r} read with shape {list(values.shape)}, "
             f"header says {list(ref.info.shape)}"
         )
+    if plan.parts:
+        for part in plan.parts:
+            yield from _measured_plan(
+                part_record(record, part, options),
+                part_plan(plan, part),
+                part_values(values, part),
+                options,
+                backend,
+            )
+    else:
+        yield from _measured_plan(record, plan, values, options, backend)
+    del values  # release the tensor before the next one is read
+
+
+def _measured_plan(
+    record: LayerRecord, plan: LayerPlan, values: np.ndarray, options: AnalysisOptions, backend: EigenBackend
+) -> Iterator[LayerRecord]:
+    if record.status is Status.SKIPPED:
+        yield record
+        return
     matrices = layer_matrices(plan, values)
-    per_slice = plan.slice_axes in ("trailing", "leading") and not options.pool_conv
-    if per_slice:
+    if plan.slice_axes.per_slice(options.pool_conv):
         for position, matrix in enumerate(matrices):
             yield _measured(record, [matrix], plan.scale, options, backend, slice_index=position)
     else:
         yield _measured(record, matrices, plan.scale, options, backend)
-    del matrices, values  # release the tensor before the next one is read
 
 
 def _work(plan: LayerPlan) -> float:
@@ -186,7 +206,8 @@ def analyze_file(
     """
     with open_model(path) as reader, contextlib.ExitStack() as stack:
         pending = [
-            _Pending(index, ref, plan_layer(ref.info, options)) for index, ref in enumerate(reader.tensors())
+            _Pending(index, ref, plan_layer(ref.info, options, reader.structure))
+            for index, ref in enumerate(reader.tensors())
         ]
         runnable = [item for item in pending if item.plan.skip_reason is None]
         workers = _worker_count(runnable, jobs, backend, min_parallel_work)
@@ -212,13 +233,15 @@ def analyze_file(
             if progress is not None:
                 progress(item.ref.info.name, done, len(pending))
         metadata = {str(key): str(value) for key, value in reader.metadata().items()}
+        notes = tuple(dict.fromkeys(item.plan.note for item in pending if item.plan.note))
         return ModelReport(
             path=str(path),
             format=reader.format,
             layers=tuple(layers),
             summary=summarize(layers),
             metadata=metadata,
-            warnings=tuple(reader.warnings),
+            warnings=tuple(reader.warnings) + notes,
+            groups=summarize_groups(layers, reader.structure),
         )
 
 

@@ -186,6 +186,37 @@ class Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerGroup:
+    """Records that are one layer's members, summarised together: the experts of one projection.
+
+    Attributes:
+        name: what the members share (the stacked tensor's name, or the per-expert names with the expert
+            index as `*`: `model.layers.0.block_sparse_moe.experts.*.w1.weight`).
+        kind: "experts".
+        basis: how the members were recognised ("config.json: num_local_experts = 8", "names").
+        members: the members' labels (`name[slice_index]` for a stack), in report order.
+        analyzed: members analysed.
+        mean_alpha, min_alpha, max_alpha, std_alpha: alpha across the analysed members (population std).
+        mean_lambda_max, max_lambda_max: lambda_max across them.
+        mean_stable_rank, mean_log_norm: their means.
+    """
+
+    name: str
+    kind: str
+    basis: str
+    members: tuple[str, ...]
+    analyzed: int
+    mean_alpha: float | None = None
+    min_alpha: float | None = None
+    max_alpha: float | None = None
+    std_alpha: float | None = None
+    mean_lambda_max: float | None = None
+    max_lambda_max: float | None = None
+    mean_stable_rank: float | None = None
+    mean_log_norm: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FileError:
     """Why a file could not be read: the error's type name and its one-line message."""
 
@@ -204,3 +235,4 @@ class ModelReport:
     error: FileError | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    groups: tuple[LayerGroup, ...] = ()

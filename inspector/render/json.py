@@ -13,7 +13,7 @@ from typing import Any
 from inspector import __version__
 from inspector.gate import GateResult
 from inspector.options import AnalysisOptions
-from inspector.records import LayerMetrics, LayerRecord, ModelReport, Summary
+from inspector.records import LayerGroup, LayerMetrics, LayerRecord, ModelReport, Summary
 from inspector.render import finite_or_none
 
 SCHEMA_VERSION = 1
@@ -96,6 +96,20 @@ def summary_dict(summary: Summary) -> dict[str, Any]:
     }
 
 
+def group_dict(group: LayerGroup) -> dict[str, Any]:
+    """One group of records summarised together (the experts of one projection)."""
+    document: dict[str, Any] = {}
+    for field in dataclasses.fields(group):
+        value = getattr(group, field.name)
+        if isinstance(value, tuple):
+            document[field.name] = list(value)
+        elif isinstance(value, str):
+            document[field.name] = value
+        else:
+            document[field.name] = finite_or_none(value)
+    return document
+
+
 def report_dict(report: ModelReport) -> dict[str, Any]:
     """One PATH's entry in `reports`: layers and summary, or an error object."""
     document: dict[str, Any] = {"path": report.path, "format": report.format}
@@ -106,6 +120,7 @@ def report_dict(report: ModelReport) -> dict[str, Any]:
     if report.summary is not None:
         document["summary"] = summary_dict(report.summary)
     document["warnings"] = list(report.warnings)
+    document["groups"] = [group_dict(group) for group in report.groups]
     if report.metadata:
         document["metadata"] = {key: value[:500] for key, value in report.metadata.items()}
     return document
