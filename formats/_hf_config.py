@@ -87,6 +87,12 @@ class CheckpointConfig:
     document: Mapping[str, Any] | None = None
     structure: ModelStructure | None = None
     warning: str | None = None
+    adapter: Mapping[str, Any] | None = None
+    adapter_warning: str | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(warning for warning in (self.warning, self.adapter_warning) if warning)
 
 
 def read_json_beside(folder: Path, name: str, *, path: Path) -> tuple[Mapping[str, Any] | None, str | None]:
@@ -116,11 +122,18 @@ def read_json_beside(folder: Path, name: str, *, path: Path) -> tuple[Mapping[st
 
 
 def read_checkpoint_config(folder: Path, *, path: Path) -> CheckpointConfig:
-    """The `config.json` in `folder`, parsed, with the structure it states."""
+    """The `config.json` in `folder`, parsed, with the structure it states, and `adapter_config.json`
+    when the checkpoint is a peft adapter."""
     document, warning = read_json_beside(folder, CONFIG_NAME, path=path)
-    if document is None:
-        return CheckpointConfig(warning=warning)
-    return CheckpointConfig(document, structure_of(document))
+    adapter, adapter_warning = read_json_beside(folder, ADAPTER_CONFIG_NAME, path=path)
+    structure = structure_of(document) if document is not None else None
+    return CheckpointConfig(document, structure, warning, adapter, adapter_warning)
+
+
+def is_adapter(path: Path) -> bool:
+    """Whether `path` (a file or a folder) is a peft adapter: adapter_config.json beside it."""
+    folder = path if path.is_dir() else path.parent
+    return (folder / ADAPTER_CONFIG_NAME).is_file()
 
 
 def _positive_int(document: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[int | None, str | None]:

@@ -13,6 +13,8 @@ Decisions documented here because they shape what `tensors()` yields:
 - Two names with the same byte range, dtype and shape are one tensor with `aliases` (hand-made files
   only: safetensors refuses to save shared storage). The same range with another dtype or shape is an
   overlap and the file is refused.
+- LoRA/PEFT adapters (adapter_config.json beside the file): one update ΔW per target module, named
+  `<module>.lora_delta`, instead of its factors (`formats._safetensors_adapters`).
 - Tied embeddings: when config.json ties the output projection to the input embedding
   (`tie_word_embeddings`, transformers' default) and the file stores both, the output copy is listed as
   an alias of the embedding and analysed once (`formats._hf_config.tied_pair`).
@@ -46,10 +48,12 @@ from formats._hf_config import CheckpointConfig, read_checkpoint_config, tied_pa
 from formats._hf_shards import ShardContents, ShardIndex, find_index, open_shards, read_index
 from formats._lazy_reader import LazyReader
 from formats._messages import quote_name
+from formats._safetensors_adapters import LoraRead, plan_lora_entries
 from formats._safetensors_header import MAX_ENTRIES, MAX_HEADER_BYTES, Entry, read_header, sniff_header
 from formats._safetensors_quantized import QuantizedRead, plan_quantized_entries
 from formats.errors import CorruptFileError, UnknownFormatError, UnsupportedFormatError
 from formats.quantized.dispatch import dequantize
+from formats.quantized.lora import delta_weight
 from formats.registry import FormatSpec, register
 from formats.types import DType, FormatHint, Layout, Reader, TensorInfo
 
@@ -75,6 +79,7 @@ class _Planned:
     entry: Entry
     scale: ScalePlan | None = None
     quantized: QuantizedRead | None = None
+    lora: LoraRead | None = None
 
 
 class SafetensorsReader(LazyReader[_Planned]):
@@ -95,6 +100,10 @@ class SafetensorsReader(LazyReader[_Planned]):
     def _fetch(self, entry: _Planned) -> npt.NDArray[np.floating]:
         if entry.quantized is not None:
             return self._dequantized(entry.quantized)
+        if entry.lora is not None:
+            lora = entry.lora
+            a, b = (widen(self._read_raw(part), part.stored.dtype) for part in (lora.a, lora.b))
+            return delta_weight(lora.module, a, b, lora.settings)
         values = widen(self._read_raw(entry.entry), entry.entry.stored.dtype)
         if entry.scale is not None:
             scale = entry.scale.scale
@@ -116,6 +125,18 @@ class SafetensorsReader(LazyReader[_Planned]):
         values = read_stored(entry)
         self.bytes_materialized += entry.nbytes
         return values
+
+    @property
+    def adapter_modules(self) -> dict[str, LoraRead]:
+        """For a peft adapter: each update's name (`<module>.lora_delta`) -> its module's factors."""
+        return {entry.info.name: entry.lora for entry in self._entries if entry.lora is not None}
+
+    def magnitude(self, lora: LoraRead) -> npt.NDArray[np.floating] | None:
+        """A DoRA module's magnitude vector, widened; None for LoRA."""
+        self._check_open()
+        if lora.magnitude is None:
+            return None
+        return widen(self._read_raw(lora.magnitude), lora.magnitude.stored.dtype)
 
 
 def read_stored(entry: Entry) -> npt.NDArray[np.generic]:
@@ -170,18 +191,31 @@ def _plan(order: list[Entry], config: CheckpointConfig) -> tuple[list[_Planned],
         output, embedding = tied
         primaries = [entry for entry in primaries if entry.name != output]
         aliases[embedding].extend([output, *aliases.pop(output, [])])
+    adapter = plan_lora_entries(primaries, config.adapter)
     quantized = plan_quantized_entries(primaries, config.document, read_stored)
-    plain = [entry for entry in primaries if entry.name not in quantized.consumed]
+    plain = [
+        entry
+        for entry in primaries
+        if entry.name not in quantized.consumed and entry.name not in adapter.consumed
+    ]
     scale_plans, consumed = pair_scales(plain)
     planned: list[_Planned] = []
     for entry in primaries:
+        if entry.name in adapter.at:
+            info, lora = adapter.at[entry.name]
+            planned.append(_Planned(info=info, entry=entry, lora=lora))
+            continue
         if entry.name in quantized.at:
             info, read = quantized.at[entry.name]
             planned.append(_Planned(info=info, entry=entry, quantized=read))
             continue
-        if entry.name in consumed or entry.name in quantized.consumed:
+        if entry.name in consumed or entry.name in quantized.consumed or entry.name in adapter.consumed:
             continue
-        skip_reason = quantized.activation.get(entry.name) or entry.stored.skip_reason
+        skip_reason = (
+            adapter.skipped.get(entry.name)
+            or quantized.activation.get(entry.name)
+            or entry.stored.skip_reason
+        )
         encoding = entry.code if entry.stored.dtype in (DType.OTHER, DType.COMPLEX) else None
         plan = scale_plans.get(entry.name)
         if isinstance(plan, str):
@@ -202,8 +236,7 @@ def _plan(order: list[Entry], config: CheckpointConfig) -> tuple[list[_Planned],
             skip_reason=skip_reason,
         )
         planned.append(_Planned(info=info, entry=entry, scale=plan if isinstance(plan, ScalePlan) else None))
-    warnings = (config.warning,) if config.warning else ()
-    return planned, warnings + tuple(quantized.warnings)
+    return planned, config.warnings + adapter.warnings + tuple(quantized.warnings)
 
 
 def _reader(

@@ -99,6 +99,7 @@ class FormatHint:
         op: the source operator or class in the format's words, e.g. "Gemm", "Conv", "Dense", "LSTM".
         layer_name: the layer or node that uses the tensor, e.g. an ONNX node name.
         groups: convolution groups (1 for ordinary convolutions).
+        rank: the matrix's rank when the format fixes it (a LoRA update B @ A has rank r); None otherwise.
     """
 
     kind: WeightKind | None = None
@@ -107,6 +108,7 @@ class FormatHint:
     op: str | None = None
     layer_name: str | None = None
     groups: int = 1
+    rank: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

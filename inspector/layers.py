@@ -83,6 +83,8 @@ class LayerPlan:
         parts: the logical parts the tensor is analysed as instead of whole (`--split-fused`,
             `--per-head`); empty when it is analysed whole.
         note: something the report should say once about how the tensor was read (a split not made).
+        rank: the matrix's rank when the format fixes it (a LoRA update's r): alpha is fitted only when
+            it gives at least --min-evals nonzero eigenvalues.
     """
 
     kind: LayerKind
@@ -95,6 +97,7 @@ class LayerPlan:
     skip_reason: str | None = None
     parts: tuple[MatrixPart, ...] = ()
     note: str | None = None
+    rank: int | None = None
 
     @property
     def num_evals(self) -> int:
@@ -286,6 +289,7 @@ def plan_layer(
         num_slices=num_slices,
         slice_axes=slice_axes,
         scale=scale,
+        rank=info.hint.rank,
     )
     if slice_axes in (SliceAxes.NONE, SliceAxes.STACK):
         split = split_tensor(info, structure, split_fused=options.split_fused, per_head=options.per_head)

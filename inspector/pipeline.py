@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from formats import open_model
+from formats import is_adapter, open_model, open_with_base
 from formats.errors import FormatError, TensorError
-from formats.types import TensorRef
-from inspector.errors import LayerFailedError
+from formats.types import Reader, TensorRef
+from inspector.adapters import compare_with_base, without_fit
+from inspector.errors import LayerFailedError, UsageError
 from inspector.groups import summarize_groups
 from inspector.layers import LayerPlan, layer_matrices, part_plan, part_record, part_values, plan_layer
 from inspector.options import AnalysisOptions
@@ -143,10 +144,25 @@ def _measured_plan(
         return
     matrices = layer_matrices(plan, values)
     if plan.slice_axes.per_slice(options.pool_conv):
-        for position, matrix in enumerate(matrices):
-            yield _measured(record, [matrix], plan.scale, options, backend, slice_index=position)
+        measured = [
+            _measured(record, [matrix], plan.scale, options, backend, slice_index=position)
+            for position, matrix in enumerate(matrices)
+        ]
     else:
-        yield _measured(record, matrices, plan.scale, options, backend)
+        measured = [_measured(record, matrices, plan.scale, options, backend)]
+    for result in measured:
+        if plan.rank is not None and plan.rank < options.min_evals and result.metrics is not None:
+            # A rank-r matrix (a LoRA update) has r nonzero eigenvalues: too few to fit a tail.
+            metrics = without_fit(result.metrics)
+            result = replace(
+                result, metrics=metrics, phase=classify_metrics(metrics, result.M or 0), alpha_label=None
+            )
+        yield result
+
+
+def open_for_analysis(path: Path, options: AnalysisOptions) -> Reader:
+    """The file's reader; with `--base`, the adapter together with its base model."""
+    return open_model(path) if options.base is None else open_with_base(path, options.base)
 
 
 def _work(plan: LayerPlan) -> float:
@@ -165,12 +181,15 @@ class _SharedWork:
     process, none of which may be shared between processes.
     """
 
-    def __init__(self, path: Path, items: Sequence[_Pending]) -> None:
+    def __init__(self, path: Path, items: Sequence[_Pending], options: AnalysisOptions) -> None:
         self.path = path
         self.items = list(items)
+        self.options = options
 
     def reopen(self) -> None:
-        reader = open_model(self.path)  # open for the child's lifetime; its exit closes it
+        reader = open_for_analysis(
+            self.path, self.options
+        )  # open for the child's lifetime; its exit closes it
         refs = list(reader.tensors())
         for position, item in enumerate(self.items):
             ref = refs[item.index] if item.index < len(refs) else None
@@ -204,7 +223,7 @@ def analyze_file(
     Raises:
         FormatError: the file cannot be read (the caller turns it into the report's error).
     """
-    with open_model(path) as reader, contextlib.ExitStack() as stack:
+    with open_for_analysis(path, options) as reader, contextlib.ExitStack() as stack:
         pending = [
             _Pending(index, ref, plan_layer(ref.info, options, reader.structure))
             for index, ref in enumerate(reader.tensors())
@@ -213,7 +232,7 @@ def analyze_file(
         workers = _worker_count(runnable, jobs, backend, min_parallel_work)
         from_workers: Generator[list[LayerRecord], None, None] | None = None
         if workers > 1:
-            shared = _SharedWork(path, runnable)
+            shared = _SharedWork(path, runnable, options)
             from_workers = stack.enter_context(
                 contextlib.closing(
                     ordered_map(
@@ -234,6 +253,19 @@ def analyze_file(
                 progress(item.ref.info.name, done, len(pending))
         metadata = {str(key): str(value) for key, value in reader.metadata().items()}
         notes = tuple(dict.fromkeys(item.plan.note for item in pending if item.plan.note))
+        base_ref = getattr(reader, "base_ref", None)
+        comparisons = (
+            compare_with_base(
+                layers,
+                {item.ref.info.name: item.ref for item in pending},
+                base_ref,
+                reader.structure,
+                options,
+                backend,
+            )
+            if base_ref is not None
+            else ()
+        )
         return ModelReport(
             path=str(path),
             format=reader.format,
@@ -242,6 +274,7 @@ def analyze_file(
             metadata=metadata,
             warnings=tuple(reader.warnings) + notes,
             groups=summarize_groups(layers, reader.structure),
+            base_comparisons=comparisons,
         )
 
 
@@ -258,6 +291,13 @@ def analyze_paths(
 
     `jobs`: worker processes per file (0: one per usable CPU); see `analyze_file`.
     """
+    if options.base is not None:
+        not_adapters = [str(path) for path in paths if not is_adapter(path)]
+        if not_adapters:
+            raise UsageError(
+                f"--base applies to LoRA/PEFT adapters (adapter_config.json beside the weights); "
+                f"not one: {', '.join(not_adapters)}"
+            )
     backend = make_backend(options.device)
     workers = resolve_jobs(jobs)
     reports: list[ModelReport] = []

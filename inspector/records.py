@@ -217,6 +217,31 @@ class LayerGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class BaseComparison:
+    """A merged adapter weight against the base weight it was merged into (`--base`).
+
+    Attributes:
+        name: the weight's name (the base's and the merged record's).
+        base_alpha, merged_alpha, alpha_change: alpha of W, of the merged weight, and merged - base.
+        base_lambda_max, merged_lambda_max: the top eigenvalue of each.
+        base_stable_rank, merged_stable_rank: the stable rank of each.
+        relative_change: ||W' - W||_F / ||W||_F, the size of the update as merged.
+        update_rank: the numerical rank of W' - W (r for LoRA; DoRA's row rescaling can raise it).
+    """
+
+    name: str
+    base_alpha: float | None
+    merged_alpha: float | None
+    alpha_change: float | None
+    base_lambda_max: float | None
+    merged_lambda_max: float | None
+    base_stable_rank: float | None
+    merged_stable_rank: float | None
+    relative_change: float | None
+    update_rank: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class FileError:
     """Why a file could not be read: the error's type name and its one-line message."""
 
@@ -236,3 +261,4 @@ class ModelReport:
     metadata: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     groups: tuple[LayerGroup, ...] = ()
+    base_comparisons: tuple[BaseComparison, ...] = ()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from inspector import __version__
@@ -30,6 +31,8 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
             value = value.value
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, Path):
+            value = str(value)
         settings[field.name] = value
     settings.update(
         {
@@ -121,6 +124,16 @@ def report_dict(report: ModelReport) -> dict[str, Any]:
         document["summary"] = summary_dict(report.summary)
     document["warnings"] = list(report.warnings)
     document["groups"] = [group_dict(group) for group in report.groups]
+    if report.base_comparisons:
+        document["base_comparison"] = [
+            {
+                field.name: getattr(item, field.name)
+                if field.name == "name"
+                else finite_or_none(getattr(item, field.name))
+                for field in dataclasses.fields(item)
+            }
+            for item in report.base_comparisons
+        ]
     if report.metadata:
         document["metadata"] = {key: value[:500] for key, value in report.metadata.items()}
     return document
