@@ -115,7 +115,6 @@ def resolve_run(flags: Mapping[str, Any], config: Mapping[str, Any]) -> RunSetti
     options = AnalysisOptions(**fields.get(AnalysisOptions, {}))
     if options.max_evals is not None and options.max_evals < options.min_evals:
         raise UsageError(f"--max-evals {options.max_evals} is below --min-evals {options.min_evals}")
-    if options.base is not None and not options.base.exists():
-        raise UsageError(f"--base {options.base}: no such file or directory; nothing was read")
+
     rules = GateRules(**fields.get(GateRules, {}))
     return RunSettings(options=options, rules=rules, **fields.get(RunSettings, {}))

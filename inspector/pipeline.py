@@ -292,6 +292,8 @@ def analyze_paths(
     `jobs`: worker processes per file (0: one per usable CPU); see `analyze_file`.
     """
     if options.base is not None:
+        if not options.base.exists():
+            raise UsageError(f"--base {options.base}: no such file or directory; nothing was read")
         not_adapters = [str(path) for path in paths if not is_adapter(path)]
         if not_adapters:
             raise UsageError(
