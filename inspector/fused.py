@@ -29,15 +29,18 @@ from dataclasses import dataclass
 from formats.types import Layout, ModelStructure, TensorInfo
 
 #: Names of fused attention projections (the last component before `.weight`).
-_QKV = re.compile(r"(?:^|\.)(c_attn|query_key_value|qkv_proj|Wqkv|qkv)(?:\.weight)?$")
+_QKV = re.compile(r"(?:^|\.)(c_attn|query_key_value|qkv_proj|Wqkv|qkv|attn_qkv)(?:\.weight)?$")
 _GATE_UP = re.compile(r"(?:^|\.)(gate_up_proj)(?:\.weight)?$")
 #: Per-head projections: queries, keys, values (output rows by head) and the attention output (input
 #: columns by head).
-_Q_K_V = re.compile(r"(?:^|\.)(q_proj|k_proj|v_proj|query|key|value|wq|wk|wv)(?:\.weight)?$")
-_OUT = re.compile(
-    r"(?:^|\.)(o_proj|out_proj|wo|attn\.c_proj|self_attention\.dense|attention\.dense)(?:\.weight)?$"
+_Q_K_V = re.compile(
+    r"(?:^|\.)(q_proj|k_proj|v_proj|query|key|value|wq|wk|wv|attn_q|attn_k|attn_v)(?:\.weight)?$"
 )
-_KV_NAMES = frozenset({"k_proj", "v_proj", "key", "value", "wk", "wv"})
+_OUT = re.compile(
+    r"(?:^|\.)(o_proj|out_proj|wo|attn_output|attn\.c_proj|self_attention\.dense|attention\.dense)"
+    r"(?:\.weight)?$"
+)
+_KV_NAMES = frozenset({"k_proj", "v_proj", "key", "value", "wk", "wv", "attn_k", "attn_v"})
 #: GPT-2's Conv1D stores (in, out): its projections are named so.
 _CONV1D_MODELS = frozenset({"gpt2", "openai-gpt", "imagegpt"})
 
