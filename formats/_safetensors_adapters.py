@@ -70,7 +70,7 @@ def plan_lora_entries(primaries: Sequence[Entry], config: Mapping[str, object] |
         return AdapterEntries()
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
-        reason = f"part of a {peft_type} adapter: only LoRA and DoRA adapters are read"
+        reason = f"part of a {peft_type} adapter: {peft_type} adapters are not supported (LoRA and DoRA are)"
         return AdapterEntries(skipped={entry.name: reason for entry in primaries})
     by_name = {entry.name: entry for entry in primaries}
     order = {entry.name: position for position, entry in enumerate(primaries)}
@@ -132,7 +132,7 @@ def plan_lora_entries(primaries: Sequence[Entry], config: Mapping[str, object] |
         consumed.update({entry.name, b.name})
         if magnitude is not None:
             skipped[magnitude.name] = (
-                f"DoRA magnitude of {module!r}: it rescales the merged weight's rows, so it is applied "
-                "with --base BASE (the update alone is the module's .lora_delta)"
+                f"DoRA magnitude vector of {module!r}, a scale per output row, not a weight matrix: "
+                "it is applied to the merged weight with --base BASE"
             )
     return AdapterEntries(at, frozenset(consumed), skipped, tuple(warnings))

@@ -151,7 +151,7 @@ def plan_quantized_entries(
         info = _info(refused.name, parts, _main(parts).shape, "quantized", Layout.OUT_IN, reason)
         at[_first(parts, order).name] = (info, None)
     activation = {
-        name: f"quantisation parameter of the activations of {module!r}, not a weight"
+        name: f"parameter of the activations of {module!r} (a scale or zero point), not a weight matrix"
         for name, module in plan.activation_params.items()
     }
     return QuantizedEntries(at, frozenset(plan.consumed), activation, plan.problems)

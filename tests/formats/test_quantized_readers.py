@@ -272,3 +272,56 @@ def test_onnx_quantised_weights_equal_onnxruntime_and_keep_its_alpha(
         assert (
             abs(record["lambda_max"] - expected["lambda_max"]) <= LAMBDA_MAX_RELATIVE * expected["lambda_max"]
         )
+
+
+# --- torch quantised tensors with hostile quantizer parameters ----------------------------------------
+
+
+def _hostile_qtensor(tmp_path: Path, params: Any) -> Path:
+    """A torch.save whose tensor is rebuilt by `_rebuild_qtensor` with `params` as quantizer parameters
+    (torch pickles a quantised tensor as exactly that call; here the parameters are ours)."""
+    import collections
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scales = torch.rand(16, dtype=torch.float64) * 0.1 + 0.01
+        quantised = torch.quantize_per_channel(
+            torch.randn(16, 24), scales, torch.zeros(16, dtype=torch.int64), 0, torch.qint8
+        )
+        storage = quantised.storage()
+
+    class Rebuilt:
+        def __reduce__(self) -> tuple[Any, ...]:
+            args = (storage, 0, (16, 24), (24, 1), params, False, collections.OrderedDict())
+            return (torch._utils._rebuild_qtensor, args)
+
+    path = tmp_path / "hostile.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save({"w": Rebuilt(), "plain": torch.randn(16, 24)}, path)
+    return path
+
+
+def test_torch_quantizer_parameters_that_do_not_fit_skip_the_tensor_or_refuse_the_file(
+    tmp_path: Path,
+) -> None:
+    wrong_size = (
+        torch.per_channel_affine,
+        torch.ones(5, dtype=torch.float64),
+        torch.zeros(5, dtype=torch.int64),
+        0,
+    )
+    record = _records(_hostile_qtensor(tmp_path, wrong_size))[("w", None)]
+    assert record["status"] == "skipped" and "5 scales for axis 0" in record["reason"]
+    wrong_axis = (
+        torch.per_channel_affine,
+        torch.ones(16, dtype=torch.float64),
+        torch.zeros(16, dtype=torch.int64),
+        2,
+    )
+    record = _records(_hostile_qtensor(tmp_path, wrong_axis))[("w", None)]
+    assert record["status"] == "skipped" and "axis 2" in record["reason"]
+    # Parameters of the wrong types are a corrupt file: exit 3, one line, no traceback.
+    result = run_cli(_hostile_qtensor(tmp_path, (torch.per_tensor_affine, "0.1", 0)), "--format", "json")
+    assert result.exit_code == 3 and "per_tensor_affine" in result.stderr and "Traceback" not in result.stderr
