@@ -325,3 +325,28 @@ def test_torch_quantizer_parameters_that_do_not_fit_skip_the_tensor_or_refuse_th
     # Parameters of the wrong types are a corrupt file: exit 3, one line, no traceback.
     result = run_cli(_hostile_qtensor(tmp_path, (torch.per_tensor_affine, "0.1", 0)), "--format", "json")
     assert result.exit_code == 3 and "per_tensor_affine" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sharded_quantised_checkpoint_groups_parts_across_shards(tmp_path: Path) -> None:
+    """transformers shards by size, so one weight's qweight and scales can sit in different shards."""
+    folder = _copy("gptq_int4_actorder", tmp_path)
+    stored = _stored(folder)
+    first = {name: value for name, value in stored.items() if not name.endswith(".scales")}
+    second = {name: value for name, value in stored.items() if name.endswith(".scales")}
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    shutil.copy(folder / "config.json", sharded / "config.json")
+    names = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+    save_file(first, str(sharded / names[0]))
+    save_file(second, str(sharded / names[1]))
+    weight_map = {name: names[0] for name in first} | {name: names[1] for name in second}
+    (sharded / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    with open_model(folder / "model.safetensors") as whole, open_model(sharded) as parts:
+        expected = {ref.info.name: ref.read() for ref in whole.tensors() if ref.info.dtype is DType.QUANTIZED}
+        found = {ref.info.name: ref for ref in parts.tensors()}
+        assert len(expected) == 7
+        for name, values in expected.items():
+            assert found[name].info.encoding == "gptq-int4-g32"
+            np.testing.assert_array_equal(found[name].read(), values, err_msg=name)
