@@ -209,3 +209,40 @@ def test_a_kernel_with_one_input_channel_is_its_window_operator_and_a_depthwise_
     assert (plan.N, plan.M, plan.slice_axes) == (258, 256, SliceAxes.UNFOLD_LEADING)
     # Per-slice mode does not cut it back into rank-1 slices.
     assert plan_layer(_info((258, 1, 256)), AnalysisOptions(pool_conv=False)).num_slices == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        (FIXTURES / "quantized" / "moe_gptoss" / "model.safetensors", AnalysisOptions(split_fused=True)),
+        (LLM / "falcon_gqa" / "model.safetensors", AnalysisOptions(split_fused=True, per_head=True)),
+        (
+            FIXTURES / "quantized" / "dora_adapter" / "adapter_model.safetensors",
+            AnalysisOptions(base=FIXTURES / "quantized" / "dora_adapter" / "base.safetensors"),
+        ),
+    ],
+    ids=["experts", "heads", "adapter-with-base"],
+)
+def test_forked_workers_give_the_same_records_for_parts_experts_and_merged_adapters(
+    path: Path, options: AnalysisOptions
+) -> None:
+    from inspector.pipeline import analyze_file
+    from inspector.science.eigen import CpuBackend
+
+    one = analyze_file(path, options, CpuBackend())
+    forked = analyze_file(path, options, CpuBackend(), jobs=2, min_parallel_work=0)
+    assert [(r.name, r.slice_index, r.status) for r in forked.layers] == [
+        (r.name, r.slice_index, r.status) for r in one.layers
+    ]
+    for a, b in zip(one.layers, forked.layers, strict=True):
+        if a.metrics is not None and b.metrics is not None and a.metrics.alpha is not None:
+            assert b.metrics.alpha is not None and abs(a.metrics.alpha - b.metrics.alpha) < 1e-9
+    # Floating-point values agree to rounding (BLAS may sum in another order in another process).
+    assert [(g.name, g.members, g.basis) for g in forked.groups] == [
+        (g.name, g.members, g.basis) for g in one.groups
+    ]
+    for a_group, b_group in zip(one.groups, forked.groups, strict=True):
+        assert a_group.mean_alpha == pytest.approx(b_group.mean_alpha, rel=1e-9)
+    assert [(c.name, c.update_rank) for c in forked.base_comparisons] == [
+        (c.name, c.update_rank) for c in one.base_comparisons
+    ]
