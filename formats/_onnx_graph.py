@@ -31,6 +31,7 @@ from formats._onnx_chains import (
     presented_shape,
     selection,
 )
+from formats._onnx_functions import functions_of, inline_functions
 from formats._onnx_names import (
     Names,
     aliases_of,
@@ -39,19 +40,10 @@ from formats._onnx_names import (
     direction_aliases,
     is_generated_name,
 )
-from formats._onnx_quantized_ops import MS_QUANTIZED_OPS, QUANTIZED_WEIGHT_INPUT, QuantizedOperand
-from formats._onnx_shape_ops import (
-    MAX_SHAPE_VALUES,
-    SELECT_OPS,
-    SHAPE_OPS,
-    Broadcast,
-    Reshape,
-    SplitPart,
-    Take,
-    slice_cuts,
-)
+from formats._onnx_quantized_ops import QuantizedOperand, quantized_operand
+from formats._onnx_shape_ops import SELECT_OPS, SHAPE_OPS, shape_link, small_ints
 from formats._onnx_slots import DEFAULT_DOMAINS, MS_DOMAIN, SlotRole, attr_int, attr_ints, classify_slot
-from formats._onnx_tensor import FLOAT_CODES, INTEGER_CODES
+from formats._onnx_tensor import FLOAT_CODES
 
 if TYPE_CHECKING:
     import onnx
@@ -62,10 +54,6 @@ MAX_CHAIN = 16
 MAX_GRAPH_DEPTH = 64
 #: Longest metadata string parsed for the torch exporter's module scopes.
 MAX_METADATA_CHARS = 65536
-#: Deepest nesting of model-local function calls expanded (a function calling a function...).
-MAX_FUNCTION_DEPTH = 16
-#: Most nodes the expansion of model-local functions may produce in one graph.
-MAX_INLINED_NODES = 1_000_000
 
 
 class _Scope:
@@ -143,11 +131,7 @@ class GraphWalker:
         self.order: dict[int, None] = {}  # constant ids in the order they are first used
         self.notes: list[str] = []
         self.subgraph_count = 0
-        self.functions: dict[tuple[str, str, str], onnx.FunctionProto] = {
-            (function.domain, function.name, getattr(function, "overload", "")): function
-            for function in model.functions
-        }
-        self.inlined_calls = 0
+        self.functions = functions_of(model)
 
     # -- walking ------------------------------------------------------------------------------------
 
@@ -183,7 +167,7 @@ class GraphWalker:
         for value in graph.input:
             if value.name not in scope.constants:
                 scope.runtime.add(value.name)
-        nodes = self._inlined(list(graph.node), 0)
+        nodes = inline_functions(list(graph.node), self.functions, self.notes)
         for node in nodes:
             for name in node.input:
                 if name:
@@ -217,34 +201,6 @@ class GraphWalker:
                         self._walk_graph(
                             subgraph, scope, f"{path}/{label}.{attribute.name}[{number}]", depth + 1
                         )
-
-    def _inlined(self, nodes: list[onnx.NodeProto], depth: int) -> list[onnx.NodeProto]:
-        """`nodes` with every call of a model-local function replaced by the function's body.
-
-        Each call is expanded as onnx's inliner does: the body's formal inputs and outputs become the
-        call's actual names, its other values are prefixed with the call's name (so two calls never share
-        one), attributes referring to the function's (`ref_attr_name`) take the call's value or the
-        function's default. The weights a function uses arrive as actual inputs, so after expansion they
-        reach their consumers like any other weight. Subgraphs inside a body keep their own names.
-        """
-        if not self.functions:
-            return nodes
-        expanded: list[onnx.NodeProto] = []
-        for position, node in enumerate(nodes):
-            function = self.functions.get((node.domain, node.op_type, getattr(node, "overload", "")))
-            if function is None:
-                expanded.append(node)
-                continue
-            if depth >= MAX_FUNCTION_DEPTH or len(expanded) > MAX_INLINED_NODES:
-                self.notes.append(
-                    f"calls of function {node.op_type!r} nested deeper than {MAX_FUNCTION_DEPTH} "
-                    "were not expanded"
-                )
-                expanded.append(node)
-                continue
-            self.inlined_calls += 1
-            expanded.extend(self._inlined(_call_body(node, function, position), depth + 1))
-        return expanded
 
     def _record_uses(self, node: onnx.NodeProto, label: str, scope: _Scope, path: str) -> None:
         for index, name in enumerate(node.input):
@@ -323,91 +279,12 @@ class GraphWalker:
                 "DequantizeLinear" if node.domain in DEFAULT_DOMAINS else f"{node.domain}.DequantizeLinear"
             )
             return Dequantize(scale, zero, attr_int(node, "axis", 1), attr_int(node, "block_size", 0), label)
-        return self._shape_link(node, output, scope)
-
-    def _shape_link(self, node: onnx.NodeProto, output: str, scope: _Scope) -> Transform | None:
-        """Unsqueeze, Squeeze, Reshape, Flatten, Expand, Slice, Split and Gather with constant operands."""
-        op = node.op_type
-
-        def operand(position: int) -> tuple[int, ...] | None:
-            found = self._ints(node.input[position], scope) if len(node.input) > position else None
-            return found[0] if found is not None else None
-
-        def present(position: int) -> bool:
-            return len(node.input) > position and bool(node.input[position])
-
-        if op in ("Unsqueeze", "Squeeze"):
-            axes = attr_ints(node, "axes")
-            if axes is None and present(1):
-                axes = operand(1)
-                if axes is None:
-                    return None
-            if op == "Unsqueeze" and not axes:
-                return None
-            return Reshape(op, axes)
-        if op == "Reshape":
-            target = operand(1)
-            return Reshape(op, target, bool(attr_int(node, "allowzero", 0))) if target is not None else None
-        if op == "Flatten":
-            return Reshape(op, (attr_int(node, "axis", 1),))
-        if op == "Expand":
-            target = operand(1)
-            return Broadcast(target) if target is not None else None
-        if op == "Slice":
-            if attr_ints(node, "starts") is not None:  # opset < 10: bounds are attributes
-                bounds = attr_ints(node, "starts") or (), attr_ints(node, "ends") or ()
-                return slice_cuts(*bounds, attr_ints(node, "axes"), None)
-            starts, ends = operand(1), operand(2)
-            axes = operand(3) if present(3) else None
-            steps = operand(4) if present(4) else None
-            if (
-                starts is None
-                or ends is None
-                or (present(3) and axes is None)
-                or (present(4) and steps is None)
-            ):
-                return None
-            return slice_cuts(starts, ends, axes, steps)
-        if op == "Split":
-            sizes = attr_ints(node, "split")
-            if sizes is None and present(1):
-                sizes = operand(1)
-                if sizes is None:
-                    return None
-            outputs = attr_int(node, "num_outputs", len(node.output))
-            return SplitPart(attr_int(node, "axis", 0), sizes, outputs, list(node.output).index(output))
-        if op == "Gather":
-            found = self._ints(node.input[1], scope) if len(node.input) > 1 else None
-            if found is None:
-                return None  # a lookup with run-time indices: the Gather is the consumer (an embedding)
-            indices, scalar = found
-            if not scalar and len(indices) == 0:
-                return None
-            return Take(attr_int(node, "axis", 0), indices, scalar)
-        return None
+        return shape_link(node, output, lambda name: self._ints(name, scope))
 
     def _ints(self, name: str, scope: _Scope) -> tuple[tuple[int, ...], bool] | None:
-        """The values of a small integer constant (axes, a shape, bounds, indices) and whether it is a
-        scalar; None when it is not a constant of the graph, not integers, external or too large."""
+        """The values of a small integer constant of the graph (axes, a shape, bounds, indices)."""
         constant = self._plain_constant(name, scope)
-        if constant is None or constant.code not in INTEGER_CODES or constant.sparse_shape is not None:
-            return None
-        if constant.tensor.data_location == 1:  # TensorProto.EXTERNAL: shapes are always embedded
-            return None
-        count = 1
-        for dim in constant.shape:
-            count *= dim
-        if count > MAX_SHAPE_VALUES or len(constant.shape) > 1:
-            return None
-        from onnx import numpy_helper
-
-        try:
-            values = numpy_helper.to_array(constant.tensor).reshape(-1)
-        except (ValueError, TypeError):
-            return None
-        if values.size != count:
-            return None
-        return tuple(int(value) for value in values), len(constant.shape) == 0
+        return small_ints(constant.tensor) if constant is not None and constant.sparse_shape is None else None
 
     def _quantized_operand(
         self,
@@ -417,28 +294,19 @@ class GraphWalker:
         constant: Constant,
         transforms: tuple[Transform, ...],
     ) -> QuantizedOperand | None:
-        """The consumer's own dequantisation, when `node` is a quantised operator and input `index` its
-        weight: QLinear* (scale and zero point inputs), MatMulInteger/ConvInteger (the scale is the Mul
-        after the product), MatMulNBits and GatherBlockQuantized (com.microsoft)."""
-        op = node.op_type
-        weight_index = QUANTIZED_WEIGHT_INPUT.get(op)
-        in_domain = node.domain == MS_DOMAIN if op in MS_QUANTIZED_OPS else node.domain in DEFAULT_DOMAINS
-        if weight_index is None or index != weight_index or not in_domain:
-            return None
+        """The consumer's own dequantisation of its weight input, when `node` is a quantised operator."""
 
         def param(position: int) -> Constant | None:
             present = len(node.input) > position and bool(node.input[position])
             return self._plain_constant(node.input[position], scope) if present else None
 
-        code = final_code(constant.code, transforms)
-        if op in ("MatMulNBits", "GatherBlockQuantized"):
-            wanted = ("K", "N", "bits", "block_size", "quantize_axis")
-            attrs = tuple((name, attr_int(node, name, 0)) for name in wanted if _has_attr(node, name))
-            g_idx = param(4) if op == "MatMulNBits" else None
-            return QuantizedOperand(op, attrs, code, param(2), param(3), g_idx)
-        if op in ("QLinearMatMul", "QLinearConv"):
-            return QuantizedOperand(op, (), code, param(4), param(5))
-        return QuantizedOperand(op, (), code, self._integer_scale(node, scope, constant), param(3))
+        return quantized_operand(
+            node,
+            index,
+            final_code(constant.code, transforms),
+            param,
+            lambda: self._integer_scale(node, scope, constant),
+        )
 
     def _integer_scale(self, node: onnx.NodeProto, scope: _Scope, weight: Constant) -> Constant | None:
         """The weight scale of a MatMulInteger/ConvInteger: quantize_dynamic writes
@@ -596,51 +464,6 @@ class GraphWalker:
         if constant.sparse_shape is not None:
             return "sparse initializer: sparse tensors are not read"
         return None
-
-
-def _call_body(node: onnx.NodeProto, function: onnx.FunctionProto, position: int) -> list[onnx.NodeProto]:
-    """The nodes of `function`'s body as this call of it runs them (see `GraphWalker._inlined`)."""
-    import onnx
-
-    call = node.name or f"{node.op_type}#{position}"
-    rename = dict(zip(function.input, node.input, strict=False))
-    rename.update(zip(function.output, node.output, strict=False))
-    for formal in list(function.input)[len(node.input) :]:
-        rename[formal] = ""  # an optional input the call leaves out
-    given = {attribute.name: attribute for attribute in node.attribute}
-    defaults = {attribute.name: attribute for attribute in getattr(function, "attribute_proto", [])}
-
-    def renamed(value: str) -> str:
-        if not value:
-            return ""
-        return rename.get(value, f"{call}/{value}")
-
-    body: list[onnx.NodeProto] = []
-    for number, inner in enumerate(function.node):
-        copy = onnx.NodeProto()
-        copy.CopyFrom(inner)
-        copy.name = f"{call}/{inner.name or f'{inner.op_type}#{number}'}"
-        del copy.input[:]
-        copy.input.extend(renamed(value) for value in inner.input)
-        del copy.output[:]
-        copy.output.extend(renamed(value) for value in inner.output)
-        del copy.attribute[:]
-        for attribute in inner.attribute:
-            if attribute.ref_attr_name:
-                source = given.get(attribute.ref_attr_name) or defaults.get(attribute.ref_attr_name)
-                if source is None:
-                    continue  # the call and the function both leave it out: the operator's default
-                resolved = copy.attribute.add()
-                resolved.CopyFrom(source)
-                resolved.name = attribute.name
-            else:
-                copy.attribute.add().CopyFrom(attribute)
-        body.append(copy)
-    return body
-
-
-def _has_attr(node: onnx.NodeProto, name: str) -> bool:
-    return any(attribute.name == name for attribute in node.attribute)
 
 
 def _constant_node_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from formats._onnx_slots import DEFAULT_DOMAINS, MS_DOMAIN, attr_int
 from formats._onnx_tensor import INT4, UINT4, UINT8
 from formats.quantized import onnx_ops
 from formats.quantized._common import fail
 
 if TYPE_CHECKING:
+    import onnx
+
     from formats._onnx_chains import Constant
 
 #: Operators whose weight input is quantised, and which input that is.
@@ -113,3 +116,38 @@ class QuantizedOperand:
                 packed=self.packed_table,
             )
         return onnx_ops.dequantize_integer_weight(name, self.op, values, scale, zero)
+
+
+def quantized_operand(
+    node: onnx.NodeProto,
+    index: int,
+    code: int,
+    param: Callable[[int], Constant | None],
+    integer_scale: Callable[[], Constant | None],
+) -> QuantizedOperand | None:
+    """The dequantisation operator `node` applies to its input `index`, when that is its quantised weight:
+    QLinear* take the scale and zero point as inputs 4 and 5, MatMulInteger/ConvInteger only the zero
+    point (input 3; `integer_scale` finds the Mul that applies the scale), MatMulNBits and
+    GatherBlockQuantized (com.microsoft) their scales, zero points and g_idx as inputs 2, 3 and 4.
+
+    Args:
+        node: the consumer.
+        index: which of its inputs the weight is.
+        code: the weight's element type as the consumer sees it.
+        param: the constant at one of the node's inputs (None when absent or computed).
+        integer_scale: the weight scale of an integer product.
+    """
+    op = node.op_type
+    weight_index = QUANTIZED_WEIGHT_INPUT.get(op)
+    in_domain = node.domain == MS_DOMAIN if op in MS_QUANTIZED_OPS else node.domain in DEFAULT_DOMAINS
+    if weight_index is None or index != weight_index or not in_domain:
+        return None
+    if op in MS_QUANTIZED_OPS:
+        wanted = ("K", "N", "bits", "block_size", "quantize_axis")
+        present = {attribute.name for attribute in node.attribute}
+        attrs = tuple((name, attr_int(node, name, 0)) for name in wanted if name in present)
+        g_idx = param(4) if op == "MatMulNBits" else None
+        return QuantizedOperand(op, attrs, code, param(2), param(3), g_idx)
+    if op in ("QLinearMatMul", "QLinearConv"):
+        return QuantizedOperand(op, (), code, param(4), param(5))
+    return QuantizedOperand(op, (), code, integer_scale(), param(3))

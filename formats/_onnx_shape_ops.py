@@ -13,10 +13,18 @@ values in another shape), `Broadcast` is Expand, and `Slices` (Slice, one output
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from formats._onnx_slots import attr_int, attr_ints
+from formats._onnx_tensor import INTEGER_CODES
+
+if TYPE_CHECKING:
+    import onnx
 
 #: Operators that only change the shape of their first input.
 SHAPE_OPS = frozenset({"Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand"})
@@ -24,6 +32,26 @@ SHAPE_OPS = frozenset({"Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand"})
 SELECT_OPS = frozenset({"Slice", "Split", "Gather"})
 #: Most values a constant that shapes or selects may hold (axes, bounds, indices) for it to be followed.
 MAX_SHAPE_VALUES = 4096
+
+
+def small_ints(tensor: onnx.TensorProto) -> tuple[tuple[int, ...], bool] | None:
+    """The values of a small integer tensor (axes, a shape, bounds, indices) and whether it is a scalar;
+    None when it is not integers, is stored externally (shapes are always embedded) or is too large."""
+    from onnx import numpy_helper
+
+    shape = tuple(int(dim) for dim in tensor.dims)
+    count = math.prod(shape)
+    if tensor.data_type not in INTEGER_CODES or tensor.data_location == 1 or count > MAX_SHAPE_VALUES:
+        return None
+    if len(shape) > 1:
+        return None
+    try:
+        values = numpy_helper.to_array(tensor).reshape(-1)
+    except (ValueError, TypeError):
+        return None
+    if values.size != count:
+        return None
+    return tuple(int(value) for value in values), len(shape) == 0
 
 
 def _axis(axis: int, rank: int) -> int | None:
@@ -231,3 +259,72 @@ def apply_shape(transform: ShapeOp, values: npt.NDArray[np.generic]) -> npt.NDAr
     if isinstance(transform, Broadcast):
         return np.broadcast_to(values, transform.shape(tuple(values.shape)) or values.shape)
     return transform.apply(values)
+
+
+def shape_link(
+    node: onnx.NodeProto,
+    output: str,
+    ints: Callable[[str], tuple[tuple[int, ...], bool] | None],
+) -> ShapeOp | None:
+    """What a shape-only or selecting node does to its first input on the way to its output `output`, when
+    the operands it needs are constant; None when they are computed at run time (not followed).
+
+    Args:
+        node: an Unsqueeze, Squeeze, Reshape, Flatten, Expand, Slice, Split or Gather node.
+        output: which of its outputs the consumer reads (a Split has several).
+        ints: the values of a small integer constant of the graph, and whether it is a scalar; None when
+            the name is not one.
+    """
+    op = node.op_type
+
+    def operand(position: int) -> tuple[int, ...] | None:
+        found = ints(node.input[position]) if len(node.input) > position else None
+        return found[0] if found is not None else None
+
+    def present(position: int) -> bool:
+        return len(node.input) > position and bool(node.input[position])
+
+    if op in ("Unsqueeze", "Squeeze"):
+        axes = attr_ints(node, "axes")
+        if axes is None and present(1):
+            axes = operand(1)
+            if axes is None:
+                return None
+        if op == "Unsqueeze" and not axes:
+            return None
+        return Reshape(op, axes)
+    if op == "Reshape":
+        target = operand(1)
+        return Reshape(op, target, bool(attr_int(node, "allowzero", 0))) if target is not None else None
+    if op == "Flatten":
+        return Reshape(op, (attr_int(node, "axis", 1),))
+    if op == "Expand":
+        target = operand(1)
+        return Broadcast(target) if target is not None else None
+    if op == "Slice":
+        if attr_ints(node, "starts") is not None:  # opset < 10: bounds are attributes
+            bounds = attr_ints(node, "starts") or (), attr_ints(node, "ends") or ()
+            return slice_cuts(*bounds, attr_ints(node, "axes"), None)
+        starts, ends = operand(1), operand(2)
+        axes = operand(3) if present(3) else None
+        steps = operand(4) if present(4) else None
+        if starts is None or ends is None or (present(3) and axes is None) or (present(4) and steps is None):
+            return None
+        return slice_cuts(starts, ends, axes, steps)
+    if op == "Split":
+        sizes = attr_ints(node, "split")
+        if sizes is None and present(1):
+            sizes = operand(1)
+            if sizes is None:
+                return None
+        outputs = attr_int(node, "num_outputs", len(node.output))
+        return SplitPart(attr_int(node, "axis", 0), sizes, outputs, list(node.output).index(output))
+    if op == "Gather":
+        found = ints(node.input[1]) if len(node.input) > 1 else None
+        if found is None:
+            return None  # a lookup with run-time indices: the Gather is the consumer (an embedding)
+        indices, scalar = found
+        if not scalar and len(indices) == 0:
+            return None
+        return Take(attr_int(node, "axis", 0), indices, scalar)
+    return None

@@ -37,9 +37,10 @@ import numpy.typing as npt
 from formats._binary import MAX_ELEMENTS, describe_offset, file_size_of, numpy_storage_dtype, widen
 from formats._gguf_quants import GGML_TYPES, GGMLType
 from formats._lazy_reader import LazyReader
+from formats._model_structure import structure_of_gguf
 from formats.errors import CorruptFileError, TensorError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
-from formats.types import DType, FormatHint, Layout, ModelStructure, Role, TensorInfo, WeightKind
+from formats.types import DType, FormatHint, Layout, Role, TensorInfo, WeightKind
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -404,39 +405,6 @@ class _Entry:
     tensor: _Tensor
 
 
-def _structure(metadata: Mapping[str, object]) -> ModelStructure | None:
-    """What llama.cpp's metadata says about the network: `{arch}.attention.head_count`, `head_count_kv`,
-    `embedding_length`, `expert_count` (gguf.md, "LLM" keys)."""
-    arch = metadata.get("general.architecture")
-    if not isinstance(arch, str):
-        return None
-
-    def count(key: str) -> int | None:
-        value = metadata.get(f"{arch}.{key}")
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-    heads, kv, hidden = (
-        count("attention.head_count"),
-        count("attention.head_count_kv"),
-        count("embedding_length"),
-    )
-    experts = count("expert_count")
-    head_dim = count("attention.key_length") or (
-        hidden // heads if heads and hidden and hidden % heads == 0 else None
-    )
-    return ModelStructure(
-        source="GGUF metadata",
-        model_type=arch,
-        num_heads=heads,
-        num_kv_heads=kv or heads,
-        head_dim=head_dim,
-        hidden_size=hidden,
-        num_experts=experts,
-        experts_key=f"{arch}.expert_count" if experts else None,
-        fused_qkv="blocks" if heads else None,
-    )
-
-
 class GGUFReader(LazyReader[_Entry]):
     """An open GGUF file; the header is parsed on open, tensor bytes are read and dequantised on demand.
 
@@ -460,7 +428,7 @@ class GGUFReader(LazyReader[_Entry]):
         self.version = version
         self._metadata["gguf.version"] = str(version)
         self._map: np.memmap | None = buffer
-        self.structure = _structure(metadata)
+        self.structure = structure_of_gguf(metadata)
 
     def _release(self) -> None:
         self._map = None
