@@ -110,7 +110,9 @@ class AnalysisOptions:
     fit: FitMethod = setting(
         FitMethod.POWER_LAW, help="Tail distribution: pl (power law) or tpl (truncated power law)."
     )
-    xmax: float | None = setting(None, help="Largest eigenvalue included in the fit.", unset="all")
+    xmax: float | None = setting(
+        None, min=0, min_open=True, help="Largest eigenvalue included in the fit (above 0).", unset="all"
+    )
     fix_fingers: FixFingers | None = setting(None, help="Remedy for a few isolated large eigenvalues.")
     evals_threshold: float = 1e-5
     spike_rule: SpikeRule = setting(
@@ -128,7 +130,11 @@ class AnalysisOptions:
         help="MP sigma fit: quantile (robust) or kde (weightwatcher's mp_fit).",
     )
     xmin_max: float | None = setting(
-        None, metavar="X", help="With --fix-fingers xmin_peak: the largest xmin considered."
+        None,
+        metavar="X",
+        min=0,
+        min_open=True,
+        help="With --fix-fingers xmin_peak: the largest xmin considered (above 0).",
     )
     max_fingers: int = setting(10, min=1, help="With --fix-fingers clip_xmax: most eigenvalues clipped.")
     finger_thresh: float = setting(

@@ -68,6 +68,13 @@ _PHASE_STYLE = {
     "rank-collapse": "red",
     "failed": "red",
 }
+_GATE_STYLE = {
+    "passed": "green",
+    "failed": "bold red",
+    "violation": "red",
+    "known": "yellow",
+    "unchecked": "yellow",
+}
 _BAND_STYLE = {"over-trained": "magenta", "well-trained": "green", "under-trained": "yellow"}
 # The simple look (a rule under the header, no frame) in ASCII.
 _ASCII_HEAD = box.Box("    \n    \n -- \n    \n    \n -- \n    \n    \n", ascii=True)
@@ -420,23 +427,15 @@ MAX_VIOLATIONS_SHOWN = 50
 
 
 def gate_view(gate: GateResult, active: bool) -> RenderableType | None:
-    """The gate's verdict under the tables, when a gate was asked for."""
+    """The gate's verdict under the tables, when a gate was asked for: violations, then what the baseline
+    already had, then the layers it could not check."""
     if not active:
         return None
 
     def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
-        if gate.passed:
-            yield Text("gate: passed", style="green")
-            return
-        yield Text(f"gate: {view.plural(len(gate.violations), 'violation')}", style="bold red")
-        for violation in gate.violations[:MAX_VIOLATIONS_SHOWN]:
-            value = violation.value if isinstance(violation.value, str) else f"{violation.value:.3f}"
-            yield Text(
-                f"  {view.display_text(violation.layer, glyphs)}: {violation.rule} (value {value})",
-                style="red",
-            )
-        if len(gate.violations) > MAX_VIOLATIONS_SHOWN:
-            yield Text(f"  and {len(gate.violations) - MAX_VIOLATIONS_SHOWN} more", style="red")
+        for line in view.gate_lines(gate, MAX_VIOLATIONS_SHOWN):
+            text = line.text if line.layer is None else f"  {line.layer}: {line.text}"
+            yield Text(view.display_text(text, glyphs, 600), style=_GATE_STYLE[line.style])
 
     return _Adaptive(build)
 

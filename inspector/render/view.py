@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
+from inspector.gate import GateResult, Rule
 from inspector.records import LayerRecord, ModelReport, Phase, Status, Summary
 from inspector.render import safe_text
 from inspector.science.phases import HEAVY_TAILED_MAX_D
@@ -628,6 +629,52 @@ def hidden_line(report_rows: Sequence[Row]) -> str | None:
     ]
     total = sum(counts.values())
     return f"{plural(total, 'tensor')} not shown: {', '.join(parts)}; --show-skipped lists them"
+
+
+@dataclass(frozen=True, slots=True)
+class GateLine:
+    """One line of the gate's verdict: a heading, or an item (a layer and why) under it.
+
+    Attributes:
+        text: the heading, or the item's reason.
+        style: "passed", "failed" (the verdict), "violation", "known", "unchecked".
+        layer: the layer of an item line; None for a heading.
+    """
+
+    text: str
+    style: str
+    layer: str | None = None
+
+
+def gate_lines(gate: GateResult, limit: int) -> list[GateLine]:
+    """The gate's verdict, then each failing violation, the known ones and the unchecked layers (at most
+    `limit` items of each, the rest counted)."""
+    compared = f" against the baseline {gate.baseline}" if gate.baseline else ""
+    if gate.passed:
+        lines = [GateLine(f"gate: passed{compared}", "passed")]
+    else:
+        lines = [GateLine(f"gate: {plural(len(gate.violations), 'violation')}{compared}", "failed")]
+
+    def items(found: Sequence[tuple[str, str]], style: str) -> None:
+        lines.extend(GateLine(reason, style, layer) for layer, reason in found[:limit])
+        if len(found) > limit:
+            lines.append(GateLine(f"and {len(found) - limit} more", style))
+
+    items([(v.layer, v.describe()) for v in gate.violations], "violation")
+    if gate.known:
+        lines.append(
+            GateLine(f"known from the baseline, not failing: {plural(len(gate.known), 'violation')}", "known")
+        )
+        items([(v.layer, v.describe()) for v in gate.known], "known")
+    strict = any(violation.rule_id is Rule.UNCHECKED for violation in gate.violations)
+    if gate.unchecked and not strict:
+        lines.append(
+            GateLine(
+                f"not checked: {plural(len(gate.unchecked), 'layer')} (--strict fails on them)", "unchecked"
+            )
+        )
+        items([(item.layer, item.reason) for item in gate.unchecked], "unchecked")
+    return lines
 
 
 def order_line(order: RowOrder, count: int) -> str:
