@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from typer._click import exceptions as click_exceptions  # typer >= 0.26 vendors click
@@ -79,7 +79,7 @@ class _OneLineErrors(TyperCommand):
             sys.stdout.write(exc.ctx.get_help() + "\n")
             code = ExitCode.USAGE
         except click_exceptions.ClickException as exc:
-            _error_line(exc.format_message() + f" (see {self.name} --help)")
+            _error_line(exc.format_message() + f" (see {kwargs.get('prog_name') or self.name} --help)")
             code = ExitCode.USAGE
         except typer.Abort:
             code = ExitCode.INTERRUPTED
@@ -291,6 +291,8 @@ def _run(paths: list[Path], run: RunSettings, *, debug: bool) -> ExitCode:
             _error_line(f"{report.path}: {report.error.message}")
     if interrupted:
         _note_line(interrupted)
+    if code is ExitCode.NOTHING_ANALYSED:
+        _nothing_analysed(reports, run)
     if not gate.passed and not _gate_shown_on_stdout(run):
         _gate_reasons(gate)
     return code
@@ -324,10 +326,29 @@ def _display() -> Iterator[Any]:
         yield display
 
 
-def _jsonl_stream(run: RunSettings, stack: contextlib.ExitStack) -> IO[str]:
+def _jsonl_stream(run: RunSettings, stack: contextlib.ExitStack) -> TextIO:
     if run.output is not None:
         return stack.enter_context(run.output.open("w", encoding="utf-8"))
     return sys.stdout
+
+
+def _nothing_analysed(reports: Sequence[ModelReport], run: RunSettings) -> None:
+    """Exit 4 says why: the skip categories, and a hint when --layer matched no layer."""
+    from collections import Counter
+
+    from inspector.render import view
+
+    skipped = [layer for report in reports for layer in report.layers]
+    counts = Counter(view.skip_category(layer.reason) for layer in skipped)
+    parts = ", ".join(f"{count} {category.value}" for category, count in counts.most_common())
+    _note_line(f"nothing was analysed: every tensor was skipped ({parts or 'none listed'})")
+    globs = run.options.layer_globs
+    if globs and counts.get(view.SkipCategory.NOT_SELECTED):
+        shown = " ".join(f"--layer {glob!r}" for glob in globs)
+        _note_line(
+            f"hint: {shown} matched no layer; globs match whole names (write '*attn*' for a part), and"
+            f" `wwinspect describe {reports[0].path}` lists the names"
+        )
 
 
 def _gate_shown_on_stdout(run: RunSettings) -> bool:

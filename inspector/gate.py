@@ -118,7 +118,7 @@ class Violation:
     def describe(self) -> str:
         """The reason in words, without the layer's name: what the log and the annotations say."""
         if self.rule_id is Rule.PHASE:
-            return f"phase {self.value} (gate --fail-phase {self.bound})"
+            return f"in phase {self.value} (gate --fail-phase)"
         if self.rule_id is Rule.UNCHECKED:
             return f"could not be checked: {self.value}"
         alpha = f"{self.value:.3f}" if isinstance(self.value, float) else str(self.value)

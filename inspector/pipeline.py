@@ -123,6 +123,18 @@ def _measured(
     )
 
 
+def measure_record(
+    record: LayerRecord,
+    matrices: Sequence[np.ndarray],
+    scale: float,
+    options: AnalysisOptions,
+    backend: EigenBackend,
+) -> LayerRecord:
+    """`record` measured on `matrices` (N x M each, as its plan says), classified as the pipeline does;
+    numerical failures make it FAILED. `wwinspect compare` measures the update W_B - W_A this way."""
+    return _measured(record, matrices, scale, options, backend)
+
+
 class _KeepingBackend:
     """A backend that remembers the first eigenvalues it computes: those of the layer's own matrices
     (`measure_layer` computes them first; a shuffled copy under --randomize comes later)."""

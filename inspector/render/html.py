@@ -122,13 +122,13 @@ def _cell(row: Row, key: str, section: int, images: ReportImages | None) -> str:
 
 
 def _layer_table(rows: Sequence[Row], section: int, images: ReportImages | None) -> str:
+    keys = view.column_keys(rows)
     head = "".join(
         f"<th scope='col'{' class=num' if key in view.NUMERIC_KEYS else ''}>{escape(view.header(key))}</th>"
-        for key in view.COLUMN_KEYS
+        for key in keys
     )
     body = "\n".join(
-        "<tr>" + "".join(_cell(row, key, section, images) for key in view.COLUMN_KEYS) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(_cell(row, key, section, images) for key in keys) + "</tr>" for row in rows
     )
     return f"<table class='layers sortable'><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 

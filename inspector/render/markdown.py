@@ -42,7 +42,7 @@ def _cell(row: Row, key: str, glyphs: Glyphs) -> str:
 
 
 def _layer_table(rows: Sequence[Row], glyphs: Glyphs) -> list[str]:
-    keys = view.COLUMN_KEYS
+    keys = view.column_keys(rows)
     lines = [
         "| " + " | ".join(_md(view.header(key, glyphs)) for key in keys) + " |",
         "|" + "|".join("---:" if key in view.NUMERIC_KEYS else "---" for key in keys) + "|",

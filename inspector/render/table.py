@@ -40,7 +40,9 @@ SHRINK_STEPS: tuple[tuple[str, str], ...] = (
     ("drop", "lambda_max"),
     ("drop", "D"),
     ("shorten", "band"),
+    ("drop", "num_traps"),  # shown only under --randomize, which asked for them: kept longer
     ("drop", "shape"),
+    ("drop", "rand_distance"),
     ("drop", "esd"),
     ("drop", "band"),
 )
@@ -202,7 +204,7 @@ class Layout:
 
 def plan_layout(table_rows: Sequence[Row], width: int, glyphs: Glyphs) -> Layout:
     """Choose columns for `width` cells: shrink by SHRINK_STEPS until the names fit or get NAME_TARGET."""
-    keys = list(view.COLUMN_KEYS)
+    keys = list(view.column_keys(table_rows))
     short: set[str] = set()
     natural_name = max([cell_len(_name_text(row, glyphs, None)) for row in table_rows] + [5])
 
@@ -242,6 +244,10 @@ class _Adaptive:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         glyphs = view.glyphs_for_encoding(options.encoding)
         yield from self._build(glyphs, options.max_width)
+
+
+#: For other renderables laid out at render time (`render.describe`, `render.compare`).
+Adaptive = _Adaptive
 
 
 def _styled_cell(row: Row, key: str, glyphs: Glyphs, layout: Layout, name: str) -> Text:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from inspector.gate import GateResult, Rule
-from inspector.records import LayerRecord, ModelReport, Phase, Status, Summary
+from inspector.records import LayerMetrics, LayerRecord, ModelReport, Phase, Status, Summary
 from inspector.render import safe_text
 from inspector.science.phases import HEAVY_TAILED_MAX_D
-from inspector.science.powerlaw import SMALL_N_CUTOFF
+from inspector.science.powerlaw import SMALL_N_CUTOFF, TPL_ALPHA_BOUNDS
 from inspector.science.summary import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
 
 # --- Characters -----------------------------------------------------------------------------------------
@@ -308,7 +308,11 @@ COLUMN_KEYS = (
     "log_norm",
     "stable_rank",
     "num_spikes",
+    "rand_distance",
+    "num_traps",
 )
+#: Columns shown only when a record has a value for them: the --randomize measurements.
+OPTIONAL_KEYS = frozenset({"rand_distance", "num_traps"})
 #: Columns whose cells are numbers (right-aligned, sorted as numbers in HTML).
 NUMERIC_KEYS = frozenset(
     {
@@ -321,8 +325,23 @@ NUMERIC_KEYS = frozenset(
         "log_norm",
         "stable_rank",
         "num_spikes",
+        "rand_distance",
+        "num_traps",
     }
 )
+
+
+def column_keys(report_rows: Sequence[Row]) -> tuple[str, ...]:
+    """The columns a full table of these rows shows: every column, but the --randomize ones only when a
+    row was randomised."""
+
+    def present(key: str) -> bool:
+        return any(
+            row.layer.metrics is not None and getattr(row.layer.metrics, key) is not None
+            for row in report_rows
+        )
+
+    return tuple(key for key in COLUMN_KEYS if key not in OPTIONAL_KEYS or present(key))
 
 
 def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
@@ -344,6 +363,8 @@ def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
         "log_norm": "log_norm",
         "stable_rank": "st_rank",
         "num_spikes": "spikes",
+        "rand_distance": "rand_dist",
+        "num_traps": "traps",
     }
     return headers[key]
 
@@ -351,6 +372,17 @@ def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
 #: Markers in cells, explained by the legend.
 LOW_CONFIDENCE_MARK = "?"
 OVERRULED_MARK = "*"
+AT_BOUND_MARK = "!"
+#: How close (relative) to a bound of the truncated power law's search an alpha counts as on it.
+AT_BOUND_TOLERANCE = 1e-6
+
+
+def alpha_at_bound(metrics: LayerMetrics | None) -> bool:
+    """Whether a --fit tpl alpha stopped on its search's bound (1 or 50): no measured exponent, the tail
+    is not a truncated power law at all (alpha = 1 with a cutoff is an exponential)."""
+    if metrics is None or metrics.alpha is None or metrics.Lambda is None:
+        return False
+    return any(math.isclose(metrics.alpha, bound, rel_tol=AT_BOUND_TOLERANCE) for bound in TPL_ALPHA_BOUNDS)
 
 
 def cell(row: Row, key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
@@ -373,6 +405,8 @@ def cell(row: Row, key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -
         return sparkline(metrics.esd_histogram, glyphs)
     if key == "alpha":
         text = number(metrics.alpha, 2, glyphs)
+        if alpha_at_bound(metrics):
+            text += AT_BOUND_MARK
         return (
             text + LOW_CONFIDENCE_MARK if metrics.alpha is not None and metrics.fit_low_confidence else text
         )
@@ -420,7 +454,8 @@ class Concern(IntEnum):
     BLEEDING_OUT = 5
     THIN_TAIL = 6
     POOR_FIT = 7
-    LOW_CONFIDENCE = 8
+    AT_BOUND = 8
+    LOW_CONFIDENCE = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +523,8 @@ def _concerns(row: Row) -> list[Finding]:
                 f"power law fits the tail poorly (D {metrics.D:.3f} > {HEAVY_TAILED_MAX_D:g})",
             )
         )
+    if alpha_at_bound(metrics):
+        found.append(Finding(row, Concern.AT_BOUND, CONCERN_TEXT[Concern.AT_BOUND]))
     if alpha is not None and metrics.fit_low_confidence:
         found.append(
             Finding(
@@ -510,6 +547,7 @@ CONCERN_TEXT: dict[Concern, str] = {
     Concern.BLEEDING_OUT: "bleeding-out: barely moved from random",
     Concern.THIN_TAIL: f"alpha > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
     Concern.POOR_FIT: f"power law fits the tail poorly (D > {HEAVY_TAILED_MAX_D:g})",
+    Concern.AT_BOUND: "alpha stopped on the truncated power law's bound: the tail is no power law",
     Concern.LOW_CONFIDENCE: f"alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues: uncertain",
 }
 #: Lines the summary spends on layers worth a look; further layers are counted.
@@ -613,6 +651,17 @@ def legend(report_rows: Sequence[Row], glyphs: Glyphs = UNICODE) -> list[str]:
     lines.append(band)
     if any(row.layer.metrics is not None and row.layer.metrics.fit_low_confidence for row in measured):
         lines.append(f"{LOW_CONFIDENCE_MARK} = alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues")
+    if any(alpha_at_bound(row.layer.metrics) for row in measured):
+        low = f"{TPL_ALPHA_BOUNDS[0]:.0f}"
+        lines.append(
+            f"{AT_BOUND_MARK} = the truncated power law's alpha stopped on its bound ({low}): not a measured"
+            " exponent; the tail is closer to an exponential, read the phase"
+        )
+    if any(row.layer.metrics is not None and row.layer.metrics.rand_distance is not None for row in measured):
+        lines.append(
+            "rand_dist = distance of the ESD from that of the element-shuffled matrix (0: nothing learned);"
+            " traps = spikes that survive shuffling (correlation traps)"
+        )
     return lines
 
 
