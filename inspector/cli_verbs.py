@@ -22,7 +22,7 @@ from inspector.cli import (
     reported_errors,
     resolve_settings,
 )
-from inspector.cli_options import given_flags, setting_options
+from inspector.cli_options import setting_options
 from inspector.config import SETTINGS, OutputFormat, RunSettings, check_destinations
 from inspector.errors import UsageError
 from inspector.exitcodes import ExitCode
@@ -117,7 +117,7 @@ def describe_command(
     """
     with reported_errors(debug):
         targets = expand(paths)
-        run = resolve_settings(given_flags(DESCRIBE_SETTINGS, flags), config)
+        run = resolve_settings(flags, config)
         check_destinations(run, targets.paths)
         if run.output_format not in DESCRIBE_FORMATS:
             raise UsageError(f"describe cannot write --format {run.output_format.value}")
@@ -172,7 +172,7 @@ def compare_command(
                     f"{argument}: holds {len(found)} models; compare takes one model on each side"
                 )
             paths.extend(found)
-        run = resolve_settings(given_flags(COMPARE_SETTINGS, flags), config)
+        run = resolve_settings(flags, config)
         check_destinations(run, paths)
         if run.output_format not in COMPARE_FORMATS:
             choices = ", ".join(sorted(f.value for f in COMPARE_FORMATS))

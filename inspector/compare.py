@@ -143,9 +143,11 @@ def _updates(
             # differ by float32 rounding everywhere, which a float64 tolerance would count as rank).
             stored = np.result_type(values_a.dtype, values_b.dtype)
             base = np.asarray(values_a, dtype=np.float64)
-            delta = (np.asarray(values_b, dtype=np.float64) - base).astype(stored)
+            exact = np.asarray(values_b, dtype=np.float64) - base
             base_norm = float(np.linalg.norm(base))
-            change = float(np.linalg.norm(delta)) / base_norm if base_norm > 0 else None
+            change = float(np.linalg.norm(exact)) / base_norm if base_norm > 0 else None
+            delta = exact.astype(stored)
+            del exact
             plan = plan_layer(ref_a.info, options)
             if plan.skip_reason is not None:
                 found[layer_label(record)] = (None, change)

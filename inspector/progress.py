@@ -73,6 +73,7 @@ class ProgressDisplay:
         self._done()
         name = safe_text(path.name or str(path), 80)
         self._task = self._progress.add_task(f"reading {name}", total=None, layer="")
+        self._progress.refresh()  # shown now, not at the next tick: listing a large file takes a while
 
     def listed(self, path: Path, file_format: str, count: int) -> None:
         """The file is listed: the bar now counts its tensors."""

@@ -58,7 +58,8 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError(
-            "plots need matplotlib, which is not installed", hint="pip install 'wwinspect[plot]'"
+            "plots need matplotlib, which is not installed",
+            hint="pip install matplotlib (the 'plot' extra: pip install '.[plot]' in a checkout)",
         ) from None
 
 
