@@ -8,32 +8,36 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from formats.errors import CorruptFileError, TensorError
+from formats.skip_reasons import not_floating_point
 from formats.types import DType
 
-#: Bytes per element for the fixed-width dtypes.
-ITEMSIZE: dict[DType, int] = {
-    DType.F64: 8,
-    DType.F32: 4,
-    DType.F16: 2,
-    DType.BF16: 2,
-    DType.F8_E4M3: 1,
-    DType.F8_E5M2: 1,
-    DType.I64: 8,
-    DType.I32: 4,
-    DType.I16: 2,
-    DType.I8: 1,
-    DType.U64: 8,
-    DType.U32: 4,
-    DType.U16: 2,
-    DType.U8: 1,
-    DType.BOOL: 1,
+#: How the stored bytes of each fixed-width dtype are viewed before widening (little-endian; BF16 and
+#: FP8 as unsigned integers of their width, since numpy has no such float types).
+_STORAGE: dict[DType, str] = {
+    DType.F64: "<f8",
+    DType.F32: "<f4",
+    DType.F16: "<f2",
+    DType.BF16: "<u2",
+    DType.F8_E4M3: "u1",
+    DType.F8_E5M2: "u1",
+    DType.I64: "<i8",
+    DType.I32: "<i4",
+    DType.I16: "<i2",
+    DType.I8: "i1",
+    DType.U64: "<u8",
+    DType.U32: "<u4",
+    DType.U16: "<u2",
+    DType.U8: "u1",
+    DType.BOOL: "u1",
 }
+#: Bytes per element for the fixed-width dtypes.
+ITEMSIZE: dict[DType, int] = {dtype: np.dtype(code).itemsize for dtype, code in _STORAGE.items()}
 
 #: Largest number of elements we accept in one tensor's declared shape (2**40, about a trillion).
 MAX_ELEMENTS = 1 << 40
@@ -59,16 +63,16 @@ def read_exact(handle: BinaryIO, size: int, *, what: str, path: Path | None = No
     return data
 
 
-def widen(raw: npt.NDArray[np.generic], dtype: DType) -> npt.NDArray[np.floating]:
+def widen(raw: npt.NDArray[Any], dtype: DType) -> npt.NDArray[np.floating]:
     """Turn stored float elements into float32 (float64 stays float64).
 
     `raw` holds the stored elements with a numpy dtype of the same width (uint16 for BF16, uint8 for
     F8) or the native float dtype. Integer and other dtypes are refused with a `TensorError`.
     """
-    if dtype is DType.F64:
-        return raw.view("<f8") if raw.dtype != np.float64 else raw
-    if dtype is DType.F32:
-        return raw.view("<f4") if raw.dtype != np.float32 else raw
+    if dtype is DType.F64 or dtype is DType.F32:
+        native = np.dtype(_STORAGE[dtype])
+        as_stored: npt.NDArray[np.floating] = raw if raw.dtype == native else raw.view(native)
+        return as_stored
     if dtype is DType.F16:
         return raw.view("<f2").astype(np.float32)
     if dtype is DType.BF16:
@@ -79,30 +83,28 @@ def widen(raw: npt.NDArray[np.generic], dtype: DType) -> npt.NDArray[np.floating
         import ml_dtypes
 
         fp8 = ml_dtypes.float8_e4m3fn if dtype is DType.F8_E4M3 else ml_dtypes.float8_e5m2
-        return raw.view("u1").view(fp8).astype(np.float32)
-    raise TensorError(f"{dtype.value} values are not floating point and are not analysed")
+        widened: npt.NDArray[np.float32] = raw.view("u1").view(fp8).astype(np.float32)
+        return widened
+    raise TensorError(not_floating_point(dtype.value))
 
 
-def numpy_storage_dtype(dtype: DType) -> np.dtype[np.generic]:
+def as_floats(values: npt.NDArray[Any], *, what: str) -> npt.NDArray[np.floating]:
+    """`values` as the analysis takes them: float32 or float64 as they are, float16 widened to float32.
+
+    Raises:
+        TensorError: the values are not floating point (`what` names the tensor in the message).
+    """
+    if values.dtype == np.float16:
+        return values.astype(np.float32)
+    if values.dtype == np.float32 or values.dtype == np.float64:
+        floats: npt.NDArray[np.floating] = values
+        return floats
+    raise TensorError(f"{what}: {not_floating_point(str(values.dtype))}")
+
+
+def numpy_storage_dtype(dtype: DType) -> np.dtype[Any]:
     """The numpy dtype used to view stored bytes of `dtype` before widening (little-endian)."""
-    table: dict[DType, str] = {
-        DType.F64: "<f8",
-        DType.F32: "<f4",
-        DType.F16: "<f2",
-        DType.BF16: "<u2",
-        DType.F8_E4M3: "u1",
-        DType.F8_E5M2: "u1",
-        DType.I64: "<i8",
-        DType.I32: "<i4",
-        DType.I16: "<i2",
-        DType.I8: "i1",
-        DType.U64: "<u8",
-        DType.U32: "<u4",
-        DType.U16: "<u2",
-        DType.U8: "u1",
-        DType.BOOL: "u1",
-    }
-    return np.dtype(table[dtype])
+    return np.dtype(_STORAGE[dtype])
 
 
 def describe_offset(file_name: str, offset: int) -> str:
@@ -110,21 +112,21 @@ def describe_offset(file_name: str, offset: int) -> str:
     return f"{file_name} @ {offset:#x}"
 
 
-def resolve_inside(folder: Path, relative: str, *, what: str, path: Path | None = None) -> Path:
-    """Resolve `relative` against `folder`, refusing anything that leaves it.
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of `path` (fewer when the file is shorter), for recognising its format."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(size)
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
 
-    Absolute paths, `..` escapes and symbolic links whose target lies outside the folder raise
-    `UnsafeFileError`; the check uses the fully resolved real path, so `a/../../x` and links are caught.
-    """
-    from formats.errors import UnsafeFileError
 
-    if not relative or relative.startswith(("/", "\\")) or (len(relative) > 1 and relative[1] == ":"):
-        raise UnsafeFileError(f"{what} names an absolute path {relative!r}", path=path)
-    base = folder.resolve()
-    candidate = (folder / relative).resolve()
-    if candidate != base and base not in candidate.parents:
-        raise UnsafeFileError(f"{what} {relative!r} points outside the model's folder", path=path)
-    return candidate
+def file_size_of(path: Path) -> int:
+    """The size of `path` in bytes; a file that cannot be looked at is a `CorruptFileError`."""
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
 
 
 def read_array_at(

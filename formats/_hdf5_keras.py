@@ -12,22 +12,22 @@ storage), never on the file, so it is plain Python and testable without libhdf5.
   group with `weight_names`; the model config is a JSON attribute of the root.
 - Keras 2 weights only (`save_weights("w.h5")`): the same with `layer_names` on the root.
 
-Layer classes come from the Keras config (`config.json` of a `.keras`, the `model_config` attribute of a
-full `.h5`), read as plain JSON and never deserialised; without one, from the Keras 3 group names or the
-Keras 2 variable names. Names are `<layer>/<sublayer>/<variable>` as Keras 3 prints variable paths
-(`lstm/lstm_cell/kernel`), without the enclosing model's name, so the three layouts of one model give
-the same names; Keras 2's `:0` suffix is dropped (the stored name is kept in `stored_name`).
+Layer classes come from the Keras config (`formats._keras_config`: read as plain JSON, never
+deserialised); without one, from the Keras 3 group names or the Keras 2 variable names. Names are
+`<layer>/<sublayer>/<variable>` as Keras 3 prints variable paths (`lstm/lstm_cell/kernel`), without the
+enclosing model's name, so the three layouts of one model give the same names; Keras 2's `:0` suffix is
+dropped (the stored name is kept in `stored_name`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from formats._keras_config import LayerClass
 from formats.types import FormatHint, Layout, Role, WeightKind
 
 
@@ -38,17 +38,6 @@ class KerasLayout(str, Enum):
     KERAS2_MODEL = "keras2-model"
     KERAS2_WEIGHTS = "keras2-weights"
     PLAIN = "hdf5"
-
-
-@dataclass(frozen=True, slots=True)
-class LayerClass:
-    """What the config says about one layer: its class, the module it comes from, and its settings."""
-
-    name: str
-    class_name: str
-    module: str | None = None
-    config: Mapping[str, Any] = field(default_factory=dict)
-    children: Mapping[str, LayerClass] = field(default_factory=dict)  # Bidirectional halves, by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +109,6 @@ _NORMS = frozenset(
         "UnitNormalization",
     }
 )
-_LAMBDA = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
-_MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 
 # Keras 3 names an object's group after its class in snake case (keras.src.utils.naming.to_snake_case),
 # with _1, _2... for repeats; without a config, this is how a group's class is known.
@@ -170,111 +157,6 @@ _MHA_MERGE = {"query_dense": "tail", "key_dense": "tail", "value_dense": "tail",
 
 #: Top-level groups of a Keras 3 weights file that hold no model weights.
 _NOT_WEIGHTS = frozenset({"optimizer", "metrics", "loss", "compile_metrics", "_tracker"})
-
-
-# ----------------------------------------------------------------------------------------------------
-# The Keras config, read as data.
-
-
-def parse_config(text: str) -> Any:
-    """The model config as JSON data; never deserialised, so nothing in it can run."""
-    return json.loads(text)
-
-
-def layer_classes(config: Any) -> dict[str, LayerClass]:
-    """Every layer of a model config, by name, nested models included (Keras 2 and 3 configs)."""
-    found: dict[str, LayerClass] = {}
-
-    def visit(entry: Any) -> None:
-        if not isinstance(entry, dict):
-            return
-        class_name = entry.get("class_name")
-        inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
-        name = entry.get("name") or inner.get("name")
-        if isinstance(class_name, str) and isinstance(name, str):
-            children: dict[str, LayerClass] = {}
-            for key in ("layer", "backward_layer"):
-                child = inner.get(key)
-                if isinstance(child, dict) and isinstance(child.get("class_name"), str):
-                    child_config = child.get("config") if isinstance(child.get("config"), dict) else {}
-                    child_name = str(child_config.get("name", key))
-                    children[key] = LayerClass(
-                        child_name, child["class_name"], child.get("module"), child_config
-                    )
-            found.setdefault(name, LayerClass(name, class_name, entry.get("module"), inner, children))
-        for sub in inner.get("layers", []) if isinstance(inner.get("layers"), list) else []:
-            visit(sub)
-
-    if isinstance(config, dict):
-        inner = config.get("config") if isinstance(config.get("config"), dict) else {}
-        for entry in inner.get("layers", []) if isinstance(inner.get("layers"), list) else []:
-            visit(entry)
-    return found
-
-
-def config_order(config: Any) -> dict[str, int]:
-    """Position of each top-level and nested layer name in the config, depth first."""
-    order: dict[str, int] = {}
-
-    def visit(entries: Any) -> None:
-        for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict):
-                continue
-            inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
-            name = entry.get("name") or inner.get("name")
-            if isinstance(name, str):
-                order.setdefault(name, len(order))
-            visit(inner.get("layers"))
-
-    if isinstance(config, dict) and isinstance(config.get("config"), dict):
-        visit(config["config"].get("layers"))
-    return order
-
-
-def unsafe_objects(config: Any) -> tuple[list[str], list[str]]:
-    """Lambda layers and custom objects named in a config: reported, never executed.
-
-    Returns:
-        (lambda layer names, "Class (module)" for classes from outside Keras). A Keras 3 object from
-        outside Keras has a module not under `keras` (or, without a module, a `package>Class`
-        registered name); Keras 2 configs carry no modules, so only their Lambda layers are reported.
-    """
-    lambdas: list[str] = []
-    custom: list[str] = []
-
-    def visit(value: Any, depth: int) -> None:
-        if depth > 200:
-            return
-        if isinstance(value, dict):
-            class_name = value.get("class_name")
-            inner = value.get("config") if isinstance(value.get("config"), dict) else {}
-            if isinstance(class_name, str):
-                name = value.get("name") or inner.get("name") or "?"
-                module = value.get("module")
-                registered = value.get("registered_name")
-                if class_name in _LAMBDA:
-                    lambdas.append(str(name))
-                elif class_name == "__lambda__":
-                    pass  # the Lambda's function itself; the layer is already reported
-                elif isinstance(module, str) and not (
-                    module == "keras" or module.startswith(("keras.", "builtins"))
-                ):
-                    custom.append(f"{class_name} ({module})")
-                elif (
-                    not isinstance(module, str)
-                    and isinstance(registered, str)
-                    and ">" in registered
-                    and not registered.startswith("keras")
-                ):
-                    custom.append(f"{class_name} (registered as {registered})")
-            for item in value.values():
-                visit(item, depth + 1)
-        elif isinstance(value, list):
-            for item in value:
-                visit(item, depth + 1)
-
-    visit(config, 0)
-    return list(dict.fromkeys(lambdas)), list(dict.fromkeys(custom))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -506,13 +388,9 @@ def plain_weights(catalogue: Mapping[str, Any]) -> list[Weight]:
 # What each weight is.
 
 
-_BIAS = "bias: a vector, not a matrix"
-_NORM = "normalisation parameter: a vector, not a matrix"
-
-
-def describe(weight: Weight, shape: tuple[int, ...]) -> tuple[FormatHint, str | None, tuple[int, ...]]:
-    """The hint, skip reason and presented shape of one weight (MultiHeadAttention kernels are folded
-    to 2-D: a fused projection is one matrix)."""
+def describe(weight: Weight, shape: tuple[int, ...]) -> tuple[FormatHint, tuple[int, ...]]:
+    """The hint and presented shape of one weight (MultiHeadAttention kernels are folded to 2-D: a fused
+    projection is one matrix). Whether the kind rules out a matrix is worded by `formats.skip_reasons`."""
     class_name = weight.class_name
     variable = weight.variable
     op = class_name
@@ -523,41 +401,38 @@ def describe(weight: Weight, shape: tuple[int, ...]) -> tuple[FormatHint, str | 
     ) -> FormatHint:
         return FormatHint(kind=kind, layout=layout, role=role, op=op, layer_name=layer_name, groups=groups)
 
-    if variable == "bias" or (class_name == "EinsumDense" and variable == "bias"):
-        return hint(WeightKind.BIAS, Layout.UNKNOWN), _BIAS, shape
+    if variable == "bias":
+        return hint(WeightKind.BIAS, Layout.UNKNOWN), shape
     if class_name in _NORMS or variable in ("gamma", "beta", "moving_mean", "moving_variance"):
-        return hint(WeightKind.NORM, Layout.UNKNOWN), _NORM, shape
+        return hint(WeightKind.NORM, Layout.UNKNOWN), shape
     if class_name in _DEPTHWISE or variable == "depthwise_kernel":
+        # Keras depthwise kernels are (*spatial, channels, multiplier): one group per input channel.
         channels = shape[-2] if len(shape) >= 2 else 1
-        reason = f"depthwise convolution kernel (groups={channels}): one filter per channel, not a matrix"
-        return hint(WeightKind.DEPTHWISE_CONV, groups=channels), reason, shape
+        return hint(WeightKind.DEPTHWISE_CONV, groups=channels), shape
     if variable == "embeddings" or class_name == "Embedding":
-        return hint(WeightKind.EMBEDDING, Layout.UNKNOWN, Role.EMBEDDING), None, shape
+        return hint(WeightKind.EMBEDDING, Layout.UNKNOWN, Role.EMBEDDING), shape
     if (
         class_name in _RECURRENT
         or variable == "recurrent_kernel"
         or (class_name == "Bidirectional" and variable == "kernel")
     ):
-        return hint(WeightKind.RECURRENT), None, shape
+        return hint(WeightKind.RECURRENT), shape
     if weight.merge is not None and len(shape) == 3:
         folded = (
             (shape[0], shape[1] * shape[2]) if weight.merge == "tail" else (shape[0] * shape[1], shape[2])
         )
-        return hint(WeightKind.DENSE, role=Role.ATTENTION), None, folded
+        return hint(WeightKind.DENSE, role=Role.ATTENTION), folded
     if class_name in _CONV or (
         variable in ("kernel", "pointwise_kernel") and len(shape) >= 3 and class_name is None
     ):
         if weight.groups > 1 and len(shape) >= 3 and shape[-2] == 1:
-            reason = (
-                f"depthwise convolution kernel (groups={weight.groups}): one filter per channel, not a matrix"
-            )
-            return hint(WeightKind.DEPTHWISE_CONV, groups=weight.groups), reason, shape
-        return hint(WeightKind.CONV, groups=weight.groups), None, shape
+            return hint(WeightKind.DEPTHWISE_CONV, groups=weight.groups), shape
+        return hint(WeightKind.CONV, groups=weight.groups), shape
     if variable == "pointwise_kernel":
-        return hint(WeightKind.CONV), None, shape
+        return hint(WeightKind.CONV), shape
     if class_name in ("Dense", "EinsumDense") or (variable == "kernel" and len(shape) == 2):
-        return hint(WeightKind.DENSE), None, shape
+        return hint(WeightKind.DENSE), shape
     if variable == "alpha" and class_name == "PReLU":
-        return hint(WeightKind.OTHER, Layout.UNKNOWN), "PReLU slopes: not a matrix", shape
+        return hint(WeightKind.OTHER, Layout.UNKNOWN), shape  # PReLU slopes: one per channel
     # An unknown class: the variable's layout is Keras's (inputs first) but its kind is not known.
-    return hint(None), None, shape
+    return hint(None), shape

@@ -269,7 +269,7 @@ def serve() -> None:
                 values = np.ascontiguousarray(dataset[()])
                 channel.send(
                     {"ok": True, "dtype": values.dtype.str, "shape": list(values.shape)},
-                    memoryview(values).cast("B") if values.nbytes else b"",
+                    values.data.cast("B") if values.nbytes else b"",
                 )
             elif op == "close":
                 channel.send({"ok": True})

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import element_count, resolve_inside
+from formats._binary import element_count
+from formats._paths import resolve_confined
 from formats.errors import CorruptFileError, TensorError, UnsupportedFormatError
 from formats.types import DType
 
@@ -193,9 +194,10 @@ def locate(tensor: onnx.TensorProto, *, model_path: Path, what: str) -> Located:
     if tensor.data_location == EXTERNAL:
         entries = _external_entries(tensor)
         location = entries.get("location", "")
-        # resolve_inside refuses absolute paths, `..` escapes and links whose target leaves the folder,
-        # before anything is opened (CVE-2022-25882, CVE-2024-27318, CVE-2026-27489 in onnx itself).
-        file = resolve_inside(
+        # The one path rule (formats._paths): absolute paths, `..` escapes and links whose target leaves
+        # the folder (or the hub cache's blobs) are refused before anything is opened (CVE-2022-25882,
+        # CVE-2024-27318, CVE-2026-27489 in onnx itself).
+        file = resolve_confined(
             model_path.parent, location, what=f"external data of tensor {what!r}", path=model_path
         )
         offset = _parse_int(entries.get("offset", "0"), key="offset", what=what, path=model_path)
@@ -229,26 +231,21 @@ def locate(tensor: onnx.TensorProto, *, model_path: Path, what: str) -> Located:
     if tensor.HasField("raw_data"):
         # len() of a protobuf bytes field materialises it once; this is the size check the contract asks
         # for, and embedded tensors are in memory anyway after parsing.
-        present = len(tensor.raw_data)
-        if present != needed:
-            raise CorruptFileError(
-                f"tensor {what!r} holds {present} bytes of raw data but its shape {list(shape)} of "
-                f"{element_type(code).onnx_name} needs {needed}",
-                path=model_path,
-            )
-        return Located(shape, code, Storage.RAW, needed)
-
-    field_spec = _typed_field(code, count)
-    if field_spec is not None:
-        field_name, entries_needed = field_spec
-        present = len(getattr(tensor, field_name))
-        if present != entries_needed:
-            raise CorruptFileError(
-                f"tensor {what!r} holds {present} values in {field_name} but its shape {list(shape)} needs "
-                f"{entries_needed}",
-                path=model_path,
-            )
-    return Located(shape, code, Storage.TYPED, needed)
+        storage, present, wanted = Storage.RAW, len(tensor.raw_data), needed
+        held = "bytes of raw data"
+    else:
+        storage, field_spec = Storage.TYPED, _typed_field(code, count)
+        if field_spec is None:
+            return Located(shape, code, storage, needed)
+        field_name, wanted = field_spec
+        present, held = len(getattr(tensor, field_name)), f"values in {field_name}"
+    if present != wanted:
+        raise CorruptFileError(
+            f"tensor {what!r} holds {present} {held} but its shape {list(shape)} of "
+            f"{element_type(code).onnx_name} needs {wanted}",
+            path=model_path,
+        )
+    return Located(shape, code, storage, needed)
 
 
 def _unpack_4bit(packed: npt.NDArray[np.uint8], count: int, *, signed: bool) -> npt.NDArray[np.integer]:

@@ -27,19 +27,19 @@ import itertools
 import math
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import MAX_ELEMENTS
+from formats._binary import MAX_ELEMENTS, describe_offset, file_size_of, numpy_storage_dtype, widen
 from formats._gguf_quants import GGML_TYPES, GGMLType
-from formats.errors import CorruptFileError, FormatError, TensorError, UnsupportedFormatError
+from formats._lazy_reader import LazyReader
+from formats.errors import CorruptFileError, TensorError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
-from formats.types import DType, FormatHint, Layout, Reader, Role, TensorInfo, TensorRef, WeightKind
+from formats.types import DType, FormatHint, Layout, Role, TensorInfo, WeightKind
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -55,6 +55,10 @@ MAX_ALIGNMENT = 1 << 20
 ROW_GROUP_ELEMENTS = 1 << 22
 #: Arrays longer than this are summarised in `metadata()` instead of spelled out.
 METADATA_ARRAY_PREVIEW = 16
+#: Characters of one metadata value kept in `metadata()`.
+METADATA_VALUE_CHARS = 500
+#: The fixed part of the header: magic, version, tensor count, metadata count.
+MIN_FILE_BYTES = 24
 
 # GGUF metadata value types (gguf.md, "gguf_metadata_value_type").
 (
@@ -372,73 +376,69 @@ def _stringify(value: object) -> str:
     return str(value)
 
 
+def _metadata(metadata: Mapping[str, object]) -> dict[str, str]:
+    return {key: _stringify(value)[:METADATA_VALUE_CHARS] for key, value in metadata.items()}
+
+
+def _info(path: Path, tensor: _Tensor) -> TensorInfo:
+    ggml = tensor.ggml
+    dtype = DType.QUANTIZED if ggml.is_quantized else _PLAIN_DTYPES.get(ggml.name, DType.OTHER)
+    return TensorInfo(
+        name=tensor.name,
+        shape=tensor.shape,
+        dtype=dtype,
+        nbytes=tensor.nbytes,
+        origin=describe_offset(path.name, tensor.offset),
+        encoding=ggml.name,
+        hint=_hint(tensor.name, len(tensor.shape)),
+    )
+
+
 # ----------------------------------------------------------------------------------------------------
 # The reader.
 
 
-class GGUFReader(Reader):
-    """An open GGUF file; the header is parsed on open, tensor bytes are read and dequantised on demand."""
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    info: TensorInfo
+    tensor: _Tensor
+
+
+class GGUFReader(LazyReader[_Entry]):
+    """An open GGUF file; the header is parsed on open, tensor bytes are read and dequantised on demand.
+
+    The file stays memory-mapped while the reader is open; `close()` drops the map.
+    """
 
     format_name = "gguf"
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
-        if size < 24:
+        size = file_size_of(path)
+        if size < MIN_FILE_BYTES:
             raise CorruptFileError(f"the file is {size} bytes, too short for a GGUF header", path=path)
         try:
-            self._map: np.memmap | None = np.memmap(path, dtype=np.uint8, mode="r")
+            buffer = np.memmap(path, dtype=np.uint8, mode="r")
         except (OSError, ValueError) as exc:
             raise CorruptFileError(f"cannot map the file: {exc}", path=path) from exc
-        try:
-            self.version, self._metadata, self._tensors = _parse(path, self._map)
-        except BaseException:
-            self.close()
-            raise
+        version, metadata, tensors = _parse(path, buffer)
+        super().__init__(
+            path, [_Entry(_info(path, tensor), tensor) for tensor in tensors], _metadata(metadata)
+        )
+        self.version = version
+        self._metadata["gguf.version"] = str(version)
+        self._map: np.memmap | None = buffer
 
-    def tensors(self) -> Iterator[TensorRef]:
-        for tensor in self._tensors:
-            yield TensorRef(self._info(tensor), partial(self._fetch, tensor))
-
-    def metadata(self) -> Mapping[str, str]:
-        text = {key: _stringify(value)[:500] for key, value in self._metadata.items()}
-        text["gguf.version"] = str(self.version)
-        return text
-
-    def close(self) -> None:
-        """Drop the memory map; refs read after this raise `FormatError`."""
+    def _release(self) -> None:
         self._map = None
 
-    def _info(self, tensor: _Tensor) -> TensorInfo:
-        ggml = tensor.ggml
-        dtype = DType.QUANTIZED if ggml.is_quantized else _PLAIN_DTYPES.get(ggml.name, DType.OTHER)
-        return TensorInfo(
-            name=tensor.name,
-            shape=tensor.shape,
-            dtype=dtype,
-            nbytes=tensor.nbytes,
-            origin=f"{self.path.name} @ {tensor.offset:#x}",
-            encoding=ggml.name,
-            hint=_hint(tensor.name, len(tensor.shape)),
-        )
-
-    def _fetch(self, tensor: _Tensor) -> npt.NDArray[np.floating]:
-        if self._map is None:
-            raise FormatError("reader closed", path=self.path)
+    def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
+        assert self._map is not None  # only close() drops the map, and reads are refused after it
+        tensor = entry.tensor
         ggml = tensor.ggml
         raw = self._map[tensor.offset : tensor.offset + tensor.nbytes]
-        if ggml.name in ("F32", "F64"):
-            assert ggml.layout is not None  # plain types always have one
-            floats: npt.NDArray[np.floating] = raw.view(ggml.layout).reshape(tensor.shape)
-            return floats
-        if ggml.name == "F16":
-            return raw.view("<f2").astype(np.float32).reshape(tensor.shape)
-        if ggml.name == "BF16":
-            # bfloat16 is the top half of a float32.
-            return (raw.view("<u2").astype(np.uint32) << 16).view(np.float32).reshape(tensor.shape)
+        plain = _PLAIN_DTYPES.get(ggml.name)
+        if plain is not None and plain.is_float:
+            return widen(raw.view(numpy_storage_dtype(plain)), plain).reshape(tensor.shape)
         if ggml.dequantize is None or ggml.layout is None:
             reason = (
                 "integer values are not analysed"

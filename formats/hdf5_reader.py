@@ -21,42 +21,47 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import struct
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import element_count, read_array_at
+from formats._binary import as_floats, element_count, file_size_of, read_array_at, read_head
 from formats._hdf5_client import WorkerClient
 from formats._hdf5_keras import (
     KerasLayout,
     Weight,
-    config_order,
     describe,
     detect_layout,
     keras2_weights,
     keras3_weights,
-    layer_classes,
-    parse_config,
     plain_weights,
-    unsafe_objects,
 )
-from formats.errors import CorruptFileError, FormatError, TensorError, UnsafeFileError, UnsupportedFormatError
+from formats._keras_config import config_order, layer_classes, model_name, parse_config, unsafe_objects
+from formats._lazy_reader import LazyReader
+from formats._zip import (
+    ZIP_ERRORS,
+    ZIP_MAGIC,
+    check_member_name,
+    checked_members,
+    open_archive,
+    read_member,
+    stored_offset,
+)
+from formats.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
-from formats.types import DType, Reader, TensorInfo, TensorRef
+from formats.skip_reasons import not_a_matrix, not_floating_point
+from formats.types import DType, TensorInfo
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-ZIP_MAGIC = b"PK\x03\x04"
 KERAS_WEIGHTS_MEMBER = "model.weights.h5"
-#: Largest `config.json` / `metadata.json` read from a `.keras` archive.
+#: Largest `config.json` read from a `.keras` archive, and largest `metadata.json`.
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
+MAX_METADATA_BYTES = 1 << 20
 #: A chunked or compressed dataset may declare at most this many times the file's size (a compression
 #: ratio no real weights reach); more means unwritten chunks that would read as a wall of fill values.
 MAX_EXPANSION = 1024
@@ -104,7 +109,7 @@ class _Container:
         return self.window[0] if self.window is not None else None
 
 
-class HDF5Reader(Reader):
+class HDF5Reader(LazyReader[_Entry]):
     """Keras weights from an HDF5 file or a `.keras` archive.
 
     Attributes:
@@ -123,11 +128,9 @@ class HDF5Reader(Reader):
         config: Any | None,
         extra_metadata: Mapping[str, str],
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, (), {})  # entries, metadata and warnings are planned below
         self._client: WorkerClient | None = client
         self._container = container
-        self._closed = False
-        self.bytes_materialized = 0
         broken = catalogue.get("broken") or []
         if broken:
             # An object the library cannot open is damage to the file, not a detail of one tensor.
@@ -150,8 +153,7 @@ class HDF5Reader(Reader):
             weights = keras3_weights(catalogue, classes, config_order(config) if config is not None else {})
         elif layout in (KerasLayout.KERAS2_MODEL, KerasLayout.KERAS2_WEIGHTS):
             base = "/model_weights" if layout is KerasLayout.KERAS2_MODEL else "/"
-            model_name = _model_name(config)
-            weights, more = keras2_weights(catalogue, base, classes, model_name)
+            weights, more = keras2_weights(catalogue, base, classes, model_name(config))
             notes.extend(more)
         else:
             weights = plain_weights(catalogue)
@@ -160,7 +162,7 @@ class HDF5Reader(Reader):
                 notes.append(
                     f"external link {link_path} -> {link.get('file')}:{link.get('target')} was not followed"
                 )
-        self.warnings: tuple[str, ...] = tuple(notes)
+        self.warnings = tuple(notes)
         self._metadata = self._describe_model(layout, root_attrs, config, extra_metadata)
         self._entries = self._plan(weights, catalogue)
         if self._client is not None and all(entry.offset is not None for entry in self._entries):
@@ -168,21 +170,8 @@ class HDF5Reader(Reader):
             self._client.close()
             self._client = None
 
-    # -- Reader API ---------------------------------------------------------------------------------
-
-    def tensors(self) -> Iterator[TensorRef]:
-        """Yield every weight once, in model order, without reading tensor bytes."""
-        self._check_open()
-        for entry in self._entries:
-            yield TensorRef(info=entry.info, _fetch=partial(self._fetch, entry))
-
-    def metadata(self) -> Mapping[str, str]:
-        """Keras version, backend, layout, model class, and Lambda layers / custom objects (untrusted)."""
-        return dict(self._metadata)
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Stop the worker process, if one is still running."""
-        self._closed = True
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -206,7 +195,7 @@ class HDF5Reader(Reader):
         if isinstance(config, dict):
             if isinstance(config.get("class_name"), str):
                 meta["keras.model_class"] = config["class_name"]
-            name = _model_name(config)
+            name = model_name(config)
             if name:
                 meta["keras.model_name"] = name
             lambdas, custom = unsafe_objects(config)
@@ -265,11 +254,12 @@ class HDF5Reader(Reader):
             dtype = _FLOAT_DTYPES.get(code) or _INT_DTYPES.get(code) or DType.OTHER
             itemsize = np.dtype(str(numpy_dtype)).itemsize
             if not dtype.is_float:
-                skip = skip or f"{dtype.value} values are not floating point"
+                skip = skip or not_floating_point(dtype.value)
         nbytes = count * itemsize
         offset = self._direct_offset(dataset, nbytes, what)
-        hint, reason, presented = describe(weight, shape)
-        skip = skip or reason
+        hint, presented = describe(weight, shape)
+        # What the kind rules out (biases, norms, depthwise kernels) is worded once, for every format.
+        skip = skip or not_a_matrix(hint, presented)
         if skip is None and dataset.get("storage", 0) == 0 and nbytes > 0:
             skip = "dataset has no stored values (never written)"
         info = TensorInfo(
@@ -319,15 +309,8 @@ class HDF5Reader(Reader):
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise FormatError("reader closed", path=self.path)
-
     def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
-        self._check_open()
         info = entry.info
-        if info.skip_reason is not None:
-            raise TensorError(f"tensor {info.name!r}: {info.skip_reason}")
         if entry.offset is not None:
             try:
                 with self._container.file.open("rb", buffering=0) as handle:
@@ -340,8 +323,8 @@ class HDF5Reader(Reader):
                 ) from None
             values = raw.view(np.dtype(entry.numpy_dtype)).reshape(entry.stored_shape)
         else:
-            if self._client is None:
-                raise FormatError("reader closed", path=self.path)
+            # The worker is stopped early only when every entry can be read directly, and on close().
+            assert self._client is not None
             values = self._client.read(entry.dataset, entry.nbytes)
             if values.shape != entry.stored_shape:
                 raise CorruptFileError(
@@ -350,11 +333,9 @@ class HDF5Reader(Reader):
         self.bytes_materialized += entry.nbytes
         if values.dtype.byteorder == ">":
             values = values.astype(values.dtype.newbyteorder("<"))
-        if values.dtype == np.float16:
-            values = values.astype(np.float32)
         if values.shape != info.shape:
             values = values.reshape(info.shape)
-        return values  # type: ignore[return-value]
+        return as_floats(values, what=f"dataset {entry.dataset!r}")
 
 
 def _replace_info(entry: _Entry, *, aliases: tuple[str, ...]) -> _Entry:
@@ -362,71 +343,17 @@ def _replace_info(entry: _Entry, *, aliases: tuple[str, ...]) -> _Entry:
     return _Entry(new_info, entry.dataset, entry.numpy_dtype, entry.stored_shape, entry.offset, entry.nbytes)
 
 
-def _model_name(config: Any) -> str | None:
-    if isinstance(config, dict):
-        inner = config.get("config")
-        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-            return inner["name"]
-    return None
-
-
 # ----------------------------------------------------------------------------------------------------
 # `.keras` archives.
 
 
-def _check_member_name(name: str, path: Path) -> None:
-    """Refuse member names that would land outside a folder the archive is extracted to."""
-    parts = name.replace("\\", "/").split("/")
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts or "\x00" in name:
-        raise UnsafeFileError(
-            f"the archive holds a member named {name!r}, which escapes its folder", path=path
-        )
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:
-    if info.file_size > limit:
-        raise CorruptFileError(
-            f"{info.filename} is {info.file_size} bytes, more than the limit {limit}", path=path
-        )
-    try:
-        with archive.open(info) as member:
-            data = member.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-        raise CorruptFileError(f"cannot read {info.filename} from the archive: {exc}", path=path) from None
-    if len(data) > limit:
-        raise CorruptFileError(f"{info.filename} decompresses to more than {limit} bytes", path=path)
-    return data
-
-
-def _stored_window(path: Path, info: zipfile.ZipInfo, file_size: int) -> tuple[int, int]:
-    """(start, size) of a stored (uncompressed) member's bytes in the archive, from its local header."""
-    with path.open("rb") as handle:
-        handle.seek(info.header_offset)
-        header = handle.read(30)
-    if len(header) != 30 or header[:4] != ZIP_MAGIC:
-        raise CorruptFileError(f"the local header of {info.filename} is missing or damaged", path=path)
-    name_length, extra_length = struct.unpack("<HH", header[26:30])
-    start = info.header_offset + 30 + name_length + extra_length
-    if start + info.file_size > file_size or info.compress_size != info.file_size:
-        raise CorruptFileError(f"{info.filename} extends past the end of the archive", path=path)
-    return start, info.file_size
-
-
 def _open_keras(path: Path) -> HDF5Reader:
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CorruptFileError(f"not a readable .keras archive: {exc}", path=path) from None
-    with archive:
-        infos = archive.infolist()
-        seen: set[str] = set()
-        for info in infos:
-            _check_member_name(info.filename, path)
-            if info.filename in seen:
-                # Two members with one name: different tools would read different ones.
-                raise CorruptFileError(f"the archive holds two members named {info.filename!r}", path=path)
-            seen.add(info.filename)
-        members = {info.filename: info for info in infos}
+    file_size = file_size_of(path)
+    with open_archive(path, what=".keras archive") as archive:
+        members = checked_members(archive, file_size, path)
+        for name in members:
+            # Keras extracts the archive to a folder when it loads it; a name that escapes is refused.
+            check_member_name(name, path)
         if KERAS_WEIGHTS_MEMBER not in members:
             others = sorted(name for name in members if "weights" in name)
             raise UnsupportedFormatError(
@@ -442,12 +369,14 @@ def _open_keras(path: Path) -> HDF5Reader:
         extra: dict[str, str] = {}
         if "config.json" in members:
             try:
-                config = json.loads(_read_member(archive, members["config.json"], MAX_CONFIG_BYTES, path))
+                config = json.loads(read_member(archive, members["config.json"], MAX_CONFIG_BYTES, path))
             except (ValueError, RecursionError) as exc:
                 raise CorruptFileError(f"config.json is not valid JSON: {exc}", path=path) from None
         if "metadata.json" in members:
             try:
-                metadata = json.loads(_read_member(archive, members["metadata.json"], 1 << 20, path))
+                metadata = json.loads(
+                    read_member(archive, members["metadata.json"], MAX_METADATA_BYTES, path)
+                )
             except (ValueError, RecursionError):
                 metadata = None
             if isinstance(metadata, dict):
@@ -455,17 +384,16 @@ def _open_keras(path: Path) -> HDF5Reader:
                     if isinstance(metadata.get(key), str):
                         extra[f"keras.{key}"] = metadata[key]
         weights_info = members[KERAS_WEIGHTS_MEMBER]
-        file_size = os.path.getsize(path)
+        window: tuple[int, int] | None = None
         if weights_info.compress_type == zipfile.ZIP_STORED:
-            window: tuple[int, int] | None = _stored_window(path, weights_info, file_size)
             with path.open("rb") as handle:
-                handle.seek(window[0])
-                if handle.read(8) != HDF5_MAGIC:
+                start = stored_offset(handle, weights_info, file_size, path)
+                handle.seek(start)
+                if handle.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
                     raise CorruptFileError(
                         f"{KERAS_WEIGHTS_MEMBER} in the archive is not an HDF5 file", path=path
                     )
-        else:
-            window = None
+            window = (start, weights_info.file_size)
     container = _Container(path, KERAS_WEIGHTS_MEMBER, window, weights_info.file_size)
     return _open_with_worker(path, container, config, extra)
 
@@ -489,22 +417,17 @@ def open_hdf5(path: Path) -> HDF5Reader:
         UnsupportedFormatError: a `.keras` archive without `model.weights.h5`.
         MissingDependencyError: h5py is not installed.
     """
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(8)
-    except OSError as exc:
-        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
-    if head[:4] == ZIP_MAGIC:
+    head = read_head(path, len(HDF5_MAGIC))
+    if head.startswith(ZIP_MAGIC):
         return _open_keras(path)
-    size = os.path.getsize(path)
-    return _open_with_worker(path, _Container(path, None, None, size), None, {})
+    return _open_with_worker(path, _Container(path, None, None, file_size_of(path)), None, {})
 
 
 def _is_keras_zip(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except ZIP_ERRORS:
         return False
     return "config.json" in names and (KERAS_WEIGHTS_MEMBER in names or "metadata.json" in names)
 

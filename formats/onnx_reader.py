@@ -33,31 +33,28 @@ Decisions that shape what `tensors()` yields:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from formats._onnx_graph import (
+from formats._binary import as_floats, file_size_of
+from formats._lazy_reader import LazyReader
+from formats._onnx_chains import (
     Cast,
     Constant,
     Dequantize,
-    GraphWalker,
-    Planned,
     SelectDirection,
-    Transpose,
-    dequantize_problem,
+    apply_transforms,
+    cast,
+    dequantize,
 )
+from formats._onnx_graph import GraphWalker, Planned
 from formats._onnx_tensor import (
-    BFLOAT16,
     DOUBLE,
     FLOAT,
-    FLOAT16,
     FLOAT_CODES,
     Located,
     Storage,
@@ -67,13 +64,14 @@ from formats._onnx_tensor import (
 )
 from formats.errors import (
     CorruptFileError,
-    FormatError,
     MissingDependencyError,
-    TensorError,
     UnsupportedFormatError,
 )
 from formats.registry import FormatSpec, register
-from formats.types import DType, FormatHint, Reader, TensorInfo, TensorRef
+from formats.skip_reasons import not_a_matrix, not_floating_point
+from formats.types import DType, FormatHint, TensorInfo
+
+__all__ = ["ONNXReader", "cast", "dequantize", "open_onnx", "sniff_onnx"]
 
 if TYPE_CHECKING:
     import onnx
@@ -92,7 +90,7 @@ class _Entry:
     located: dict[int, Located]  # id(Constant) -> where its values are
 
 
-class ONNXReader(Reader):
+class ONNXReader(LazyReader[_Entry]):
     """An ONNX model whose weights were found from its graph; `read()` produces what the consumer sees.
 
     Attributes:
@@ -103,31 +101,15 @@ class ONNXReader(Reader):
     format_name = "onnx"
 
     def __init__(self, path: Path, model: onnx.ModelProto) -> None:
-        super().__init__(path)
         walker = GraphWalker(model)
         walker.walk()
-        self.warnings: tuple[str, ...] = tuple(walker.notes)
-        self._entries = [self._describe(planned) for planned in walker.plan()]
-        self._metadata = _describe_model(model, walker.subgraph_count)
-        self._closed = False
-        self.bytes_materialized = 0
+        # Metadata: producer, IR version, opsets, graph name and the model's metadata_props (untrusted).
+        super().__init__(path, (), _describe_model(model, walker.subgraph_count), tuple(walker.notes))
+        self._entries = [self._describe(planned) for planned in walker.plan()]  # locating needs self.path
 
-    # -- Reader API ---------------------------------------------------------------------------------
-
-    def tensors(self) -> Iterator[TensorRef]:
-        """Yield every weight once, in graph order, without decoding tensor bytes."""
-        self._check_open()
-        for entry in self._entries:
-            yield TensorRef(info=entry.info, _fetch=partial(self._fetch, entry))
-
-    def metadata(self) -> Mapping[str, str]:
-        """Producer, IR version, opsets, graph name and the model's metadata_props (untrusted text)."""
-        return dict(self._metadata)
-
-    def close(self) -> None:
-        """Release the parsed model (the plan holds the only references to it); memory maps live only as
+    def _release(self) -> None:
+        """Drop the parsed model (the plan holds the only references to it); memory maps live only as
         long as the arrays a `read()` returned."""
-        self._closed = True
         self._entries = []
 
     # -- opening ------------------------------------------------------------------------------------
@@ -136,7 +118,6 @@ class ONNXReader(Reader):
         constant = planned.constant
         located: dict[int, Located] = {}
         what = constant.name or "(unnamed)"
-        skip = planned.skip_reason
         if constant.sparse_shape is None:
             located[id(constant)] = locate(constant.tensor, model_path=self.path, what=what)
         for transform in planned.transforms:
@@ -158,8 +139,11 @@ class ONNXReader(Reader):
             constant.code not in FLOAT_CODES and any(isinstance(t, Cast) for t in planned.transforms)
         )
         dtype = DType.QUANTIZED if quantized else element_type(constant.code).dtype
+        # Facts every format shares (a bias, a depthwise kernel...) are worded from the hint; ONNX's own
+        # (sparse storage, a chain that does not fit, an operator-quantised weight) come with the plan.
+        skip = not_a_matrix(hint, planned.shape) or planned.skip_reason
         if skip is None and not quantized and not dtype.is_float:
-            skip = f"{element_type(constant.code).onnx_name} values are not floating point"
+            skip = not_floating_point(element_type(constant.code).onnx_name)
         directions = next((t.count for t in planned.transforms if isinstance(t, SelectDirection)), 1)
         source = located.get(id(constant))
         nbytes = (source.nbytes if source is not None else 0) // directions
@@ -186,10 +170,6 @@ class ONNXReader(Reader):
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise FormatError("reader closed", path=self.path)
-
     def _values(self, constant: Constant, entry: _Entry) -> npt.NDArray[np.generic]:
         located = entry.located[id(constant)]
         values = load_values(constant.tensor, located)
@@ -197,28 +177,14 @@ class ONNXReader(Reader):
         return values
 
     def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
-        self._check_open()
         info = entry.info
-        if info.skip_reason is not None:
-            raise TensorError(f"tensor {info.name!r}: {info.skip_reason}")
         planned = entry.planned
-        values = self._values(planned.constant, entry)
-        for transform in planned.transforms:
-            if isinstance(transform, Dequantize):
-                scale = self._values(transform.scale, entry)
-                zero = self._values(transform.zero_point, entry) if transform.zero_point is not None else None
-                values = dequantize(values, scale, zero, transform)
-            elif isinstance(transform, Cast):
-                values = cast(values, transform.to)
-            elif isinstance(transform, Transpose):
-                values = np.transpose(values, transform.perm)
-            elif isinstance(transform, SelectDirection):
-                values = values[transform.index]
-        if values.dtype == np.float16:
-            return values.astype(np.float32)
-        if values.dtype in (np.float32, np.float64):
-            return values  # type: ignore[return-value]
-        raise TensorError(f"tensor {info.name!r}: {values.dtype} values are not floating point")
+        values = apply_transforms(
+            self._values(planned.constant, entry),
+            planned.transforms,
+            lambda constant: self._values(constant, entry),
+        )
+        return as_floats(values, what=f"tensor {info.name!r}")
 
 
 def _describe_model(model: onnx.ModelProto, subgraphs: int) -> dict[str, str]:
@@ -249,61 +215,6 @@ def _op_label(node: onnx.NodeProto) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
 
-_CAST_TARGETS: dict[int, str] = {FLOAT: "float32", FLOAT16: "float16", DOUBLE: "float64"}
-
-
-def cast(values: npt.NDArray[np.generic], to: int) -> npt.NDArray[np.floating]:
-    """What a Cast node to the float type `to` makes of `values` (bfloat16 rounded as ml_dtypes does)."""
-    if to == BFLOAT16:
-        import ml_dtypes
-
-        return values.astype(ml_dtypes.bfloat16).astype(np.float32)
-    target = _CAST_TARGETS.get(to)
-    if target is None:
-        raise TensorError(f"Cast to {element_type(to).onnx_name} is not supported")
-    return values.astype(target)
-
-
-def dequantize(
-    values: npt.NDArray[np.generic],
-    scale: npt.NDArray[np.generic],
-    zero_point: npt.NDArray[np.generic] | None,
-    transform: Dequantize,
-) -> npt.NDArray[np.floating]:
-    """DequantizeLinear (opset 10-23): y = (x - zero_point) * scale, per tensor, per axis or per block.
-
-    The subtraction is done in integers and the product in float32, as onnxruntime's kernel does, so
-    the result matches it bit for bit; a float16 or bfloat16 scale gives that type, widened on return.
-    """
-    problem = dequantize_problem(tuple(values.shape), transform)
-    if problem is not None:
-        raise TensorError(problem)
-    wide = np.int64 if values.dtype.itemsize >= 4 else np.int32
-    shifted = values.astype(wide)
-    rank = values.ndim
-    axis = transform.axis + rank if transform.axis < 0 else transform.axis
-
-    def spread(parameter: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-        if parameter.size == 1 and transform.block_size == 0:
-            return parameter.reshape(())
-        if transform.block_size == 0:
-            shape = [1] * rank
-            shape[axis] = values.shape[axis]
-            return parameter.reshape(shape)
-        repeated = np.repeat(parameter, transform.block_size, axis=axis)
-        return np.take(repeated, np.arange(values.shape[axis]), axis=axis)
-
-    if zero_point is not None:
-        shifted = shifted - spread(zero_point).astype(wide)
-    scale_dtype = scale.dtype
-    product = shifted.astype(np.float32) * spread(scale).astype(np.float32)
-    if scale_dtype == np.float16:
-        return product.astype(np.float16).astype(np.float32)
-    if scale_dtype == np.float64:
-        return shifted.astype(np.float64) * spread(scale).astype(np.float64)
-    return product
-
-
 # ----------------------------------------------------------------------------------------------------
 # Opening and registration.
 
@@ -324,10 +235,7 @@ def open_onnx(path: Path) -> ONNXReader:
         raise MissingDependencyError(
             "reading ONNX needs the onnx package", path=path, hint="pip install onnx"
         ) from exc
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    size = file_size_of(path)
     if size > MAX_PROTOBUF_BYTES:
         raise UnsupportedFormatError(
             f"the protobuf is {size} bytes; protobuf cannot parse messages over 2 GiB (models this large "

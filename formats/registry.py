@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from formats.errors import CorruptFileError, UnknownFormatError
+from formats._binary import read_head
+from formats.errors import UnknownFormatError
 from formats.types import Reader
 
 #: Bytes read from the start of a file for sniffing.
@@ -87,11 +88,7 @@ def detect(path: Path) -> FormatSpec:
                 return spec
         message = f"no sharded checkpoint found in this directory (tried {_tried()})"
         raise UnknownFormatError(message, path=path)
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(HEAD_SIZE)
-    except OSError as exc:
-        raise CorruptFileError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    head = read_head(path, HEAD_SIZE)
     for spec in _specs_in_detection_order():
         if spec.sniff(head, path):
             return spec

@@ -24,13 +24,30 @@ import fnmatch
 import math
 import re
 from dataclasses import dataclass, replace
+from enum import Enum
 
 import numpy as np
 import numpy.typing as npt
 
+from formats.skip_reasons import not_a_matrix, not_floating_point, too_few_dimensions, too_many_dimensions
 from formats.types import DType, Layout, Role, TensorInfo, WeightKind
 from inspector.options import AnalysisOptions
 from inspector.records import LayerKind
+
+
+class SliceAxes(str, Enum):
+    """How the matrices of one tensor are laid out in it."""
+
+    NONE = "none"  # the tensor is one matrix
+    TRAILING = "trailing"  # a conv kernel (out, in, *spatial): one matrix per spatial position
+    LEADING = "leading"  # a conv kernel (*spatial, in, out)
+    STACK = "stack"  # (E, a, b): a stack of same-shaped matrices (experts, directions)
+
+    @property
+    def spatial(self) -> bool:
+        """True for conv kernels, whose slices are the spatial positions (measured one by one when
+        convolutions are not pooled)."""
+        return self in (SliceAxes.TRAILING, SliceAxes.LEADING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +59,7 @@ class LayerPlan:
         role: attention / mlp / embedding / output, where known.
         N, M: dimensions of each matrix, N >= M (None when the tensor is not a matrix at all).
         num_slices: matrices cut from the tensor (kh*kw for a conv kernel, experts for a stack).
-        slice_axes: how the slices are laid out: "none", "trailing" (out, in, *s), "leading" (*s, in, out),
-            or "stack" (E, a, b).
+        slice_axes: how the slices are laid out in the tensor.
         scale: factor applied to every eigenvalue of these matrices.
         skip_reason: why the layer is not analysed, in words; None when it is.
     """
@@ -53,7 +69,7 @@ class LayerPlan:
     N: int | None
     M: int | None
     num_slices: int = 1
-    slice_axes: str = "none"
+    slice_axes: SliceAxes = SliceAxes.NONE
     scale: float = 1.0
     skip_reason: str | None = None
 
@@ -108,31 +124,39 @@ def _skip(kind: LayerKind, role: Role | None, reason: str, dims: tuple[int, int]
     return LayerPlan(kind=kind, role=role, N=N, M=M, skip_reason=reason)
 
 
-def _kind_from_hint(info: TensorInfo) -> LayerKind | str:
-    """The layer kind the format states, or a skip reason for weights that are not matrices."""
+@dataclass(frozen=True, slots=True)
+class HintedKind:
+    """What the format's own layer information makes of a tensor.
+
+    Attributes:
+        kind: the layer kind the format states; None when it states none (names and shape decide).
+        not_a_matrix: why the stated kind is no matrix at all (a bias, a depthwise kernel...), else None.
+    """
+
+    kind: LayerKind | None = None
+    not_a_matrix: str | None = None
+
+
+_KIND_OF_WEIGHT: dict[WeightKind, LayerKind] = {
+    WeightKind.DENSE: LayerKind.DENSE,
+    WeightKind.EXPERTS: LayerKind.DENSE,
+    WeightKind.EMBEDDING: LayerKind.EMBEDDING,
+    WeightKind.RECURRENT: LayerKind.RECURRENT,
+}
+_CONV_KINDS: dict[int, LayerKind] = {3: LayerKind.CONV1D, 4: LayerKind.CONV2D}
+
+
+def _kind_from_hint(info: TensorInfo) -> HintedKind:
+    """The layer kind the format states, or why that kind is not a matrix (`formats.skip_reasons`)."""
     hint_kind = info.hint.kind
-    ndim = len(info.shape)
-    if hint_kind is WeightKind.DEPTHWISE_CONV:
-        return (
-            f"depthwise convolution kernel (groups={info.hint.groups}): one filter per channel, not a matrix"
-        )
-    if hint_kind in (WeightKind.NORM, WeightKind.BIAS):
-        return f"{hint_kind.value} parameters, not a weight matrix"
-    if hint_kind is WeightKind.CONV:
-        if ndim == 3:
-            return LayerKind.CONV1D
-        if ndim == 4:
-            return LayerKind.CONV2D
-        return LayerKind.OTHER if ndim > 4 else f"{ndim}-D convolution weight, not a kernel"
-    if hint_kind is WeightKind.EMBEDDING:
-        return LayerKind.EMBEDDING
-    if hint_kind is WeightKind.RECURRENT:
-        return LayerKind.RECURRENT
-    if hint_kind is WeightKind.EXPERTS:
-        return LayerKind.DENSE
-    if hint_kind is WeightKind.DENSE:
-        return LayerKind.DENSE
-    return f"{info.hint.op or 'this operator'} weight, not a layer matrix"
+    if hint_kind is None:
+        return HintedKind()
+    reason = not_a_matrix(info.hint, info.shape)
+    if reason is not None:
+        return HintedKind(not_a_matrix=reason)
+    if hint_kind is WeightKind.CONV:  # three or more dimensions: not_a_matrix refused fewer
+        return HintedKind(_CONV_KINDS.get(len(info.shape), LayerKind.OTHER))
+    return HintedKind(_KIND_OF_WEIGHT[hint_kind])
 
 
 def _kind_from_shape(info: TensorInfo) -> LayerKind:
@@ -165,52 +189,48 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
     shape = info.shape
     ndim = len(shape)
 
-    decided = _kind_from_hint(info) if info.hint.kind is not None else None
-    if isinstance(decided, str) and not isinstance(decided, LayerKind):  # LayerKind is a str enum too
-        return _skip(LayerKind.OTHER, info.hint.role, decided)
+    # A reason the reader gave reaches the report unchanged (it knows facts the shape does not show);
+    # the kind reported is still what the format and the shape say the tensor is.
+    hinted = _kind_from_hint(info)
+    if hinted.not_a_matrix is not None:
+        return _skip(LayerKind.OTHER, info.hint.role, info.skip_reason or hinted.not_a_matrix)
     if ndim < 2:
-        return _skip(
-            LayerKind.OTHER, info.hint.role, f"{ndim}-D tensor (a bias, scale or scalar), not a matrix"
-        )
-    kind = decided if decided is not None else _kind_from_shape(info)
+        return _skip(LayerKind.OTHER, info.hint.role, info.skip_reason or too_few_dimensions(ndim))
+    kind = hinted.kind if hinted.kind is not None else _kind_from_shape(info)
     role = info.hint.role or guess_role(info.name, kind)
 
     if info.skip_reason is not None:
         return _skip(kind, role, info.skip_reason)
     if not (info.dtype.is_float or info.dtype is DType.QUANTIZED):
-        return _skip(kind, role, f"{info.dtype.value} values are not floating point")
+        return _skip(kind, role, not_floating_point(info.dtype.value))
 
+    slice_axes, scale = SliceAxes.NONE, 1.0
     if ndim == 2:
-        N, M = max(shape), min(shape)
-        plan = LayerPlan(kind=kind, role=role, N=N, M=M)
+        (rows, cols), num_slices = shape, 1
     elif kind in (LayerKind.CONV1D, LayerKind.CONV2D, LayerKind.OTHER):
-        layout = _conv_layout(info)
-        if layout is Layout.IN_OUT:
+        if _conv_layout(info) is Layout.IN_OUT:
             spatial, (rows, cols) = shape[:-2], shape[-2:]
-            slice_axes = "leading"
+            slice_axes = SliceAxes.LEADING
         else:
             (rows, cols), spatial = shape[:2], shape[2:]
-            slice_axes = "trailing"
+            slice_axes = SliceAxes.TRAILING
         num_slices = math.prod(spatial)
         scale = options.conv_scale if options.pool_conv else num_slices / 2
-        plan = LayerPlan(
-            kind=kind,
-            role=role,
-            N=max(rows, cols),
-            M=min(rows, cols),
-            num_slices=num_slices,
-            slice_axes=slice_axes,
-            scale=scale,
-        )
     elif ndim == 3:
         # A stack of same-shaped matrices (experts, recurrent directions): one pooled ESD, no rescaling.
-        count, rows, cols = shape
-        plan = LayerPlan(
-            kind=kind, role=role, N=max(rows, cols), M=min(rows, cols), num_slices=count, slice_axes="stack"
-        )
+        num_slices, rows, cols = shape
+        slice_axes = SliceAxes.STACK
     else:
-        return _skip(kind, role, f"{ndim}-D {kind.value} tensor, not a matrix or a stack of matrices")
-
+        return _skip(kind, role, too_many_dimensions(ndim, kind.value))
+    plan = LayerPlan(
+        kind=kind,
+        role=role,
+        N=max(rows, cols),
+        M=min(rows, cols),
+        num_slices=num_slices,
+        slice_axes=slice_axes,
+        scale=scale,
+    )
     return _apply_filters(plan, info, options)
 
 
@@ -227,7 +247,7 @@ def _apply_filters(plan: LayerPlan, info: TensorInfo, options: AnalysisOptions) 
         return replace(plan, skip_reason=f"excluded by --exclude {excluded!r}")
     if plan.M == 0:
         return replace(plan, skip_reason="empty tensor (a dimension is 0)")
-    per_slice = plan.slice_axes in ("trailing", "leading") and not options.pool_conv
+    per_slice = plan.slice_axes.spatial and not options.pool_conv
     count = (plan.M or 0) if per_slice else plan.num_evals
     if count < options.min_evals:
         unit = "eigenvalues per slice" if per_slice else "eigenvalues"
@@ -244,13 +264,13 @@ def _oriented(matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
 
 def layer_matrices(plan: LayerPlan, values: npt.NDArray[np.floating]) -> list[npt.NDArray[np.floating]]:
     """Cut the values of a planned layer into its N x M matrices (views where possible)."""
-    if plan.slice_axes == "none":
+    if plan.slice_axes is SliceAxes.NONE:
         return [_oriented(values)]
-    if plan.slice_axes == "trailing":
+    if plan.slice_axes is SliceAxes.TRAILING:
         rows, cols = values.shape[:2]
         flat = values.reshape(rows, cols, -1)
         return [_oriented(flat[:, :, position]) for position in range(flat.shape[2])]
-    if plan.slice_axes == "leading":
+    if plan.slice_axes is SliceAxes.LEADING:
         rows, cols = values.shape[-2:]
         flat = values.reshape(-1, rows, cols)
         return [_oriented(flat[position]) for position in range(flat.shape[0])]

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from formats import open_model
 from tests.conftest import FIXTURES, run_cli
 
 FILES = {
@@ -69,3 +71,43 @@ def test_every_format_gives_the_same_numbers(
             value, reference = layer[metric], expected[name][metric]
             assert value is not None and reference is not None, (label, name, metric)
             assert math.isclose(value, reference, rel_tol=RELATIVE), (label, name, metric, value, reference)
+
+
+def _reasons(path: Path) -> dict[str, str]:
+    result = run_cli(str(path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["reports"]
+    return {layer["name"]: layer["reason"] for layer in report["layers"] if layer["status"] == "skipped"}
+
+
+# Files whose readers give skip reasons of their own: structural ones worded from the format's hints
+# (ONNX, Keras), optimizer state (PyTorch), an FP8 weight without its scale (safetensors).
+READER_REASONS = [
+    FIXTURES / "crossformat" / "digits.onnx",
+    FIXTURES / "crossformat" / "digits.keras",
+    FIXTURES / "crossformat" / "digits.weights.h5",
+    FIXTURES / "onnx" / "cnn.onnx",
+    FIXTURES / "keras" / "cnn.keras",
+    FIXTURES / "torch" / "lightning.ckpt",
+    FIXTURES / "fp8_blocks.safetensors",
+]
+
+
+@pytest.mark.parametrize("path", READER_REASONS, ids=lambda path: path.name)
+def test_a_readers_skip_reason_reaches_the_report_unchanged(path: Path) -> None:
+    reasons = _reasons(path)
+    with open_model(path) as reader:
+        given = {ref.info.name: ref.info.skip_reason for ref in reader.tensors() if ref.info.skip_reason}
+    assert given, path.name
+    for name, reason in given.items():
+        assert reasons[name] == reason, (path.name, name)
+
+
+def test_a_bias_is_worded_the_same_in_every_format_that_says_it_is_one() -> None:
+    worded: dict[str, set[str]] = {}
+    for label in ("onnx", "keras", "keras-weights", "gguf"):
+        for name, reason in _reasons(FIXTURES / "crossformat" / FILES[label]).items():
+            if name.endswith(("bias", "/bias")):
+                worded.setdefault(re.sub(r"[./]bias$", "", name), set()).add(reason)
+    assert set(worded) == {"conv1", "conv2", "fc1", "fc2"}
+    assert all(len(reasons) == 1 for reasons in worded.values()), worded

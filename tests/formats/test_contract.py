@@ -7,6 +7,7 @@ the right shape and type, and a reader that refuses to read after it is closed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,3 +72,24 @@ def test_read_after_close_is_refused(manifest: dict[str, Any]) -> None:
     assert readable, "a fixture without a readable tensor proves nothing"
     with pytest.raises(FormatError):
         readable[0].read()
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=_id)
+def test_listing_after_close_is_refused(manifest: dict[str, Any]) -> None:
+    reader = open_model(FIXTURES / manifest["fixture"])
+    reader.close()
+    with pytest.raises(FormatError, match="closed"):
+        next(iter(reader.tensors()))
+
+
+@pytest.mark.parametrize(
+    "path", [FIXTURES / "sharded", FIXTURES / "torch" / "hf_sharded"], ids=lambda path: path.name
+)
+def test_a_sharded_checkpoint_refuses_listing_and_reading_after_close(path: Path) -> None:
+    reader = open_model(path)
+    ref = next(iter(reader.tensors()))
+    reader.close()
+    with pytest.raises(FormatError, match="closed"):
+        next(iter(reader.tensors()))
+    with pytest.raises(FormatError, match="closed"):
+        ref.read()

@@ -25,7 +25,11 @@ from formats._gguf_quants import GGML_TYPES
 from tests.conftest import FIXTURES, MANIFESTS, listing
 
 GGUF_MANIFESTS = [json.loads(path.read_text()) for path in sorted(MANIFESTS.glob("gguf_*.json"))]
-QUANT_TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl"]
+QUANT_TYPES = [
+    *("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl"),
+    *("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_xs"),
+    *("tq1_0", "tq2_0", "mxfp4", "nvfp4"),
+]
 
 
 def _reference(path: Path) -> dict[str, np.ndarray]:
@@ -149,13 +153,14 @@ def test_version_2_files_read_like_version_3(tmp_path: Path) -> None:
 
 
 def test_unsupported_quantisation_is_listed_but_refused_on_read(tmp_path: Path) -> None:
-    path = tmp_path / "iq2.gguf"
+    # Q8_1 is an intermediate type of ggml's dot products: ggml has no dequantiser for it, nor do we.
+    path = tmp_path / "q8_1.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
-    block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.IQ2_XXS]
+    block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_1]
     writer.add_tensor(
         "blk.0.attn_q.weight",
         np.zeros((16, 256 // block_size * type_size), np.uint8),
-        raw_dtype=gguf.GGMLQuantizationType.IQ2_XXS,
+        raw_dtype=gguf.GGMLQuantizationType.Q8_1,
     )
     writer.add_tensor("output.weight", np.ones((16, 32), np.float32))
     writer.write_header_to_file()
@@ -164,9 +169,9 @@ def test_unsupported_quantisation_is_listed_but_refused_on_read(tmp_path: Path) 
     writer.close()
     with open_model(path) as reader:
         refs = list(reader.tensors())
-        assert [ref.info.encoding for ref in refs] == ["IQ2_XXS", "F32"]
+        assert [ref.info.encoding for ref in refs] == ["Q8_1", "F32"]
         assert refs[0].info.shape == (16, 256)
-        with pytest.raises(TensorError, match="IQ2_XXS"):
+        with pytest.raises(TensorError, match="Q8_1"):
             refs[0].read()
         assert refs[1].read().sum() == 16 * 32
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formats import open_model
+from formats import _safetensors_header, open_model
 from formats import safetensors_reader as st_reader
 from formats.errors import (
     CorruptFileError,
@@ -193,7 +193,7 @@ def test_long_hostile_names_are_escaped_and_shortened(tmp_path: Path) -> None:
 
 
 def test_entry_count_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(st_reader, "MAX_ENTRIES", 10)
+    monkeypatch.setattr(_safetensors_header, "MAX_ENTRIES", 10)
     header = {f"t{index}": entry(shape=(0,), offsets=(0, 0)) for index in range(11)}
     path = tmp_path / "many.safetensors"
     path.write_bytes(raw_file(json.dumps(header).encode(), b""))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from formats.skip_reasons import not_a_matrix
 from formats.types import DType, FormatHint, Layout, Role, TensorInfo, WeightKind
-from inspector.layers import guess_role, layer_matrices, plan_layer
+from inspector.layers import HintedKind, SliceAxes, _kind_from_hint, guess_role, layer_matrices, plan_layer
 from inspector.options import AnalysisOptions
 from inspector.records import LayerKind
 
@@ -133,3 +136,63 @@ def test_large_embeddings_are_analysed_not_skipped() -> None:
 )
 def test_roles_from_conventional_names(name: str, role: Role | None) -> None:
     assert guess_role(name, LayerKind.DENSE) is role
+
+
+def test_slice_axes_are_an_enum_and_say_which_are_spatial() -> None:
+    plans = {
+        axes: plan_layer(_info(name, shape), OPTIONS).slice_axes
+        for axes, name, shape in (
+            (SliceAxes.NONE, "fc.weight", (64, 32)),
+            (SliceAxes.TRAILING, "c.weight", (64, 32, 3, 3)),
+            (SliceAxes.LEADING, "c.kernel", (3, 3, 32, 64)),
+            (SliceAxes.STACK, "mlp.experts.w", (4, 64, 32)),
+        )
+    }
+    assert all(type(got) is SliceAxes and got is axes for axes, got in plans.items())
+    assert {axes for axes in SliceAxes if axes.spatial} == {SliceAxes.TRAILING, SliceAxes.LEADING}
+
+
+@pytest.mark.parametrize(
+    ("hint", "shape", "kind", "reason"),
+    [
+        ({"kind": WeightKind.DENSE}, (64, 32), LayerKind.DENSE, None),
+        ({"kind": WeightKind.EXPERTS}, (4, 64, 32), LayerKind.DENSE, None),
+        ({"kind": WeightKind.CONV}, (8, 4, 3), LayerKind.CONV1D, None),
+        ({"kind": WeightKind.CONV}, (8, 4, 3, 3, 3), LayerKind.OTHER, None),
+        ({"kind": WeightKind.CONV}, (8, 4), None, "2-D convolution weight, not a kernel"),
+        ({"kind": WeightKind.BIAS}, (64,), None, "bias parameters, not a weight matrix"),
+        ({"kind": WeightKind.OTHER, "op": "PRelu"}, (64,), None, "PRelu weight, not a layer matrix"),
+        ({}, (64, 32), None, None),
+    ],
+)
+def test_the_formats_kind_gives_a_layer_kind_or_why_it_is_no_matrix(
+    hint: dict[str, object], shape: tuple[int, ...], kind: LayerKind | None, reason: str | None
+) -> None:
+    info = TensorInfo(name="t", shape=shape, dtype=DType.F32, nbytes=0, hint=FormatHint(**hint))  # type: ignore[arg-type]
+    assert _kind_from_hint(info) == HintedKind(kind, reason)
+
+
+def test_one_wording_for_the_reader_and_the_report() -> None:
+    hint = FormatHint(kind=WeightKind.DEPTHWISE_CONV, groups=32)
+    assert plan_layer(
+        _info("dw", (32, 1, 3, 3), kind=WeightKind.DEPTHWISE_CONV, groups=32), OPTIONS
+    ).skip_reason == (not_a_matrix(hint, (32, 1, 3, 3)))
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint"), [((), {}), ((64,), {}), ((64, 64), {"kind": WeightKind.BIAS}), ((8, 64, 64), {})]
+)
+def test_a_readers_own_reason_wins_over_what_the_shape_or_kind_says(
+    shape: tuple[int, ...], hint: dict[str, object]
+) -> None:
+    info = TensorInfo(
+        name="optimizer.state.0.exp_avg",
+        shape=shape,
+        dtype=DType.F32,
+        nbytes=0,
+        hint=FormatHint(**hint),  # type: ignore[arg-type]
+        skip_reason="optimizer state (not a weight)",
+    )
+    plan = plan_layer(info, OPTIONS)
+    assert plan.skip_reason == "optimizer state (not a weight)"
+    assert plan.kind is plan_layer(dataclasses.replace(info, skip_reason=None), OPTIONS).kind

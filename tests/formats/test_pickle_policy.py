@@ -1,0 +1,60 @@
+"""The pickle policy (`formats._pickle_policy`): one decision per global, which the unpickler follows."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from formats._pickle_policy import Verdict, decide, refusal
+from formats._torch_records import Placeholder, StorageType, TorchDType
+from formats._unpickler import load_pickle
+from formats.errors import UnsafeFileError
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "verdict"),
+    [
+        ("torch._utils", "_rebuild_tensor_v2", Verdict.STAND_IN),
+        ("torch", "FloatStorage", Verdict.STAND_IN),
+        ("torch.storage", "UntypedStorage", Verdict.STAND_IN),
+        ("torch", "bfloat16", Verdict.STAND_IN),
+        ("collections", "OrderedDict", Verdict.STAND_IN),
+        ("builtins", "set", Verdict.STAND_IN),
+        ("torch.jit._pickle", "build_intlist", Verdict.STAND_IN),  # under a refused module, but ours
+        ("builtins", "int", Verdict.INERT),
+        ("pathlib", "PosixPath", Verdict.INERT),
+        ("__main__", "MyModel", Verdict.INERT),
+        ("numpy.core.multiarray", "scalar", Verdict.INERT),
+        ("os", "system", Verdict.REFUSED),
+        ("posixpath.os", "system", Verdict.REFUSED),
+        ("builtins", "eval", Verdict.REFUSED),
+        ("mypackage", "__class__", Verdict.REFUSED),
+        ("anything", "load_state_dict_from_url", Verdict.REFUSED),
+    ],
+)
+def test_each_global_gets_one_verdict(module: str, name: str, verdict: Verdict) -> None:
+    decision = decide(module, name)
+    assert decision.verdict is verdict
+    assert (decision.reason is not None) is (verdict is Verdict.REFUSED)
+    assert refusal(module, name) == decision.reason
+
+
+def _global_pickle(module: str, name: str) -> bytes:
+    """A protocol-2 pickle whose only content is the global `module.name`."""
+    return b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n."
+
+
+def test_the_unpickler_builds_what_the_policy_decides() -> None:
+    dtype, _ = load_pickle(_global_pickle("torch", "bfloat16"), what="t", path=None)
+    assert isinstance(dtype, TorchDType) and dtype.name == "bfloat16"
+    storage, _ = load_pickle(_global_pickle("torch", "HalfStorage"), what="t", path=None)
+    assert isinstance(storage, StorageType) and storage.element.name == "float16"
+    cls, _ = load_pickle(_global_pickle("__main__", "MyModel"), what="t", path=None)
+    assert isinstance(cls, type) and issubclass(cls, Placeholder)
+    with pytest.raises(UnsafeFileError, match=r"'os\.system'"):
+        load_pickle(_global_pickle("os", "system"), what="t", path=None)
+
+
+def test_the_helper_pickle_is_what_pickle_writes() -> None:
+    assert pickle.loads(_global_pickle("builtins", "len")) is len  # noqa: S301 - our own bytes, naming len
