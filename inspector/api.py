@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.errors import ModelNotFoundError, OptionError
-from inspector.options import AnalysisOptions
+from inspector.options import AnalysisOptions, ReasonWords
 from inspector.records import LayerRecord, ModelReport, Status
 from inspector.settings import collect
 
@@ -71,7 +71,7 @@ class Report(ModelReport):
         Raises:
             ImportError: pandas is not installed.
         """
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]  # optional; no stubs in the dev extra
 
         return pd.DataFrame(self.to_dict().get("layers", []))
 
@@ -102,7 +102,8 @@ def _options(options: AnalysisOptions | None, settings: Mapping[str, Any]) -> An
         value = _checked(spec, value)
         # By field name the value is the field's (pool_conv=False); by flag name the flag's (per_slice=True).
         changes[spec.field] = value if name == spec.field else spec.to_field(value)
-    chosen = dataclasses.replace(base, **changes)
+    # Reasons in the API's words: `min_evals=10`, not the command line's `--min-evals 10`.
+    chosen = dataclasses.replace(base, reason_words=ReasonWords.PYTHON, **changes)
     if chosen.max_evals is not None and chosen.max_evals < chosen.min_evals:
         raise OptionError(f"max_evals {chosen.max_evals} is below min_evals {chosen.min_evals}")
     return chosen
@@ -114,6 +115,7 @@ def _checked(spec: Any, value: Any) -> Any:
         if spec.default is not None:
             raise OptionError(f"{spec.field} cannot be None")
         return None
+    parsed: Any
     try:
         if spec.repeated:
             items = (value,) if isinstance(value, str | enum.Enum) else tuple(value)

@@ -164,7 +164,7 @@ def compare_command(
     Exit codes: 0 compared, 2 usage error, 3 unreadable file, 4 no layer measured in both.
     """
     with reported_errors(debug):
-        paths = []
+        paths: list[Path] = []
         for argument in (a, b):
             found = expand([argument]).paths
             if len(found) != 1:

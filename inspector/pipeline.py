@@ -352,10 +352,9 @@ def analyze_reader(
 
 def _message(error: FormatError, path: Path) -> str:
     """The error without the report's own path in front (the report names it), but with the path of the
-    file inside it that failed (a shard), when that is another."""
-    if error.path is None or error.path == path:
-        return error.message
-    return str(error)
+    file inside it that failed (a shard), when that is another; and its hint, which the report keeps."""
+    text = error.message if error.path is None or error.path == path else str(error)
+    return f"{text} (hint: {error.hint})" if error.hint else text
 
 
 def analyze_paths(

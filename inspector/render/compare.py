@@ -135,8 +135,8 @@ def to_csv(comparison: Comparison) -> str:
 
 # --- People ----------------------------------------------------------------------------------------------
 
-_COLUMNS = ("#", "layer", "alpha A", "alpha B", "Δ alpha", "phase A → B", "Δ log_norm", "update alpha")
-_COLUMNS += ("update rank", "|ΔW|/|W|")
+_COLUMNS: tuple[str, ...] = ("#", "layer", "alpha A", "alpha B", "Δ alpha", "phase A → B", "Δ log_norm")
+_COLUMNS += ("update alpha", "update rank", "|ΔW|/|W|")
 
 
 def _cells(number: int, pair: LayerPair, glyphs: Glyphs) -> list[str]:

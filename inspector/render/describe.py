@@ -123,9 +123,8 @@ def to_jsonl(descriptions: Sequence[Description]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-_CSV_COLUMNS = ("path", "format", "index", "name", "shape", "dtype", "encoding", "bytes", "kind", "role")
-_CSV_COLUMNS += ("analysed",)
-_CSV_COLUMNS += ("N", "M", "num_slices", "reason", "aliases", "origin")
+_CSV_COLUMNS: tuple[str, ...] = ("path", "format", "index", "name", "shape", "dtype", "encoding", "bytes")
+_CSV_COLUMNS += ("kind", "role", "analysed", "N", "M", "num_slices", "reason", "aliases", "origin")
 
 
 def to_csv(descriptions: Sequence[Description]) -> str:

@@ -176,16 +176,17 @@ SKIP_PHRASES: dict[SkipCategory, tuple[str, str]] = {
 # skips); the first pattern that matches decides. tests/render/test_view.py checks that every reason the
 # fixtures produce falls in a named category, so a reworded reason cannot silently become OTHER.
 _SKIP_PATTERNS: tuple[tuple[SkipCategory, re.Pattern[str]], ...] = (
-    (SkipCategory.NOT_SELECTED, re.compile(r"--layer\b")),
-    (SkipCategory.EXCLUDED, re.compile(r"--exclude\b")),
-    (SkipCategory.TOO_SMALL, re.compile(r"--min-evals\b")),
-    (SkipCategory.TOO_LARGE, re.compile(r"--max-evals\b")),
+    # The option-caused reasons name the setting as a flag (command line) or a field (Python API).
+    (SkipCategory.NOT_SELECTED, re.compile(r"--layer\b|\blayer_globs=")),
+    (SkipCategory.EXCLUDED, re.compile(r"--exclude\b|\bexclude_globs=")),
+    (SkipCategory.TOO_SMALL, re.compile(r"--min-evals\b|\bmin_evals=")),
+    (SkipCategory.TOO_LARGE, re.compile(r"--max-evals\b|\bmax_evals=")),
     (SkipCategory.EMPTY, re.compile(r"\bempty tensor\b")),
     (SkipCategory.NOT_A_WEIGHT, re.compile(r"optimizer state|not a weight\)|\bbuffer\b", re.IGNORECASE)),
     (
         SkipCategory.UNSUPPORTED,
         re.compile(
-            r"not floating point|not supported|not dequantised|cannot be recovered|unsupported|quantis",
+            r"not floating point|not supported|not dequanti[sz]ed|cannot be recovered|unsupported|quanti[sz]|not read\b",
             re.IGNORECASE,
         ),
     ),

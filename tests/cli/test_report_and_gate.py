@@ -349,3 +349,78 @@ def test_randomize_shows_its_columns() -> None:
 def test_readme_installs_extras_from_the_checkout() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "'wwinspect[" not in readme, "there is no release to install extras from yet"
+
+
+# --- Files that are not models, and tensors that are not weights ---------------------------------------
+
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    "size 90000000\n"
+)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "model.onnx", "pytorch_model.bin", "model.gguf"])
+def test_a_git_lfs_pointer_is_recognised(tmp_path: Path, name: str) -> None:
+    # Before: a pointer checked out in place of a model was reported as a corrupt header.
+    pointer = tmp_path / name
+    pointer.write_text(LFS_POINTER)
+    result = run_cli(pointer)
+    assert result.exit_code == 3
+    line = _one_line(result)
+    assert "Git LFS pointer for a 90,000,000-byte file" in line and "git lfs pull" in line
+
+
+def test_a_sharded_checkpoint_of_pointers_is_recognised(tmp_path: Path) -> None:
+    shutil.copytree(FIXTURES / "sharded", tmp_path / "ckpt")
+    for shard in (tmp_path / "ckpt").glob("*.safetensors"):
+        shard.write_text(LFS_POINTER)
+    result = run_cli(tmp_path / "ckpt")
+    assert result.exit_code == 3 and "Git LFS pointer" in _one_line(result)
+
+
+def test_a_text_file_named_safetensors_is_not_a_safetensors_file(tmp_path: Path) -> None:
+    # Before: "header length 8031924123371070824 exceeds the limit of 100000000 bytes".
+    path = tmp_path / "notes.safetensors"
+    path.write_text("hello world, these are my notes\nsecond line\n")
+    result = run_cli(path)
+    assert result.exit_code == 3
+    line = _one_line(result)
+    assert "not a safetensors file: it starts with 'hello world, these are my notes'" in line
+    assert "header length" not in line
+
+
+def test_one_eigenvalue_is_singular(tmp_path: Path) -> None:
+    # Before: "1 eigenvalues, fewer than --min-evals 10".
+    path = tmp_path / "thin.safetensors"
+    save_file(
+        {"row.weight": np.ones((64, 1), np.float32), "two.weight": np.ones((64, 2), np.float32)}, str(path)
+    )
+    layers = json.loads(run_cli(path, "--json").stdout)["reports"][0]["layers"]
+    assert [layer["reason"] for layer in layers] == [
+        "1 eigenvalue, fewer than --min-evals 10",
+        "2 eigenvalues, fewer than --min-evals 10",
+    ]
+
+
+def test_buffers_known_by_name_are_not_scored_as_layers(tmp_path: Path) -> None:
+    # Before: a non-trainable buffer (an STFT basis, GPT-2's causal mask) was scored as a layer.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "model.safetensors"
+    save_file(
+        {
+            "h.0.attn.bias": np.tril(np.ones((1, 1, 256, 256), np.float32)),  # GPT-2's mask buffer
+            "h.0.attn.c_attn.weight": rng.standard_normal((64, 192)).astype(np.float32),
+            "stft.forward_basis_buffer": rng.standard_normal((258, 1, 256)).astype(np.float32),
+            "mel_basis": rng.standard_normal((80, 513)).astype(np.float32),
+        },
+        str(path),
+    )
+    layers = {
+        layer["name"]: layer for layer in json.loads(run_cli(path, "--json").stdout)["reports"][0]["layers"]
+    }
+    assert layers["h.0.attn.c_attn.weight"]["status"] == "analyzed"
+    for name in ("h.0.attn.bias", "stft.forward_basis_buffer", "mel_basis"):
+        assert layers[name]["status"] == "skipped" and "buffer" in layers[name]["reason"], name
+    table = run_cli(path, "--show-skipped")
+    assert "not a weight" in table.stdout
