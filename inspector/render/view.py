@@ -186,7 +186,8 @@ _SKIP_PATTERNS: tuple[tuple[SkipCategory, re.Pattern[str]], ...] = (
     (
         SkipCategory.UNSUPPORTED,
         re.compile(
-            r"not floating point|not supported|not dequanti[sz]ed|cannot be recovered|unsupported|quanti[sz]|not read\b",
+            r"not floating point|not supported|not dequanti[sz]ed|cannot be recovered|unsupported"
+            r"|quanti[sz]|not read\b",
             re.IGNORECASE,
         ),
     ),
