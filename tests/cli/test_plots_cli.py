@@ -120,11 +120,11 @@ def test_html_page_from_the_command_line_in_headless_chromium(tmp_path: Path) ->
         DEFAULT, TRANSFORMER, "--fail-alpha-above", "4", "--html", tmp_path / "report.html", "--json"
     )
     assert result.exit_code == 1
+    document = json.loads(result.stdout)
     analysed = sum(
-        layer["status"] == "analyzed"
-        for report in json.loads(result.stdout)["reports"]
-        for layer in report["layers"]
+        layer["status"] == "analyzed" for report in document["reports"] for layer in report["layers"]
     )
+    violations = len(document["gate"]["violations"])
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     parser = _Images()
     parser.feed(page)
