@@ -257,7 +257,7 @@ def _styled_cell(row: Row, key: str, glyphs: Glyphs, layout: Layout, name: str) 
     layer = row.layer
     style = ""
     if key == "phase":
-        style = _PHASE_STYLE.get(text, "")
+        style = _PHASE_STYLE.get(layer.phase.value if layer.phase is not None else text, "")
     elif key == "band" and layer.alpha_label is not None:
         style = _BAND_STYLE.get(layer.alpha_label.value, "") if view.band_applies(layer) else "dim"
     elif key == "alpha" and layer.alpha_label is not None and view.band_applies(layer):

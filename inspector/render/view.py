@@ -375,6 +375,20 @@ def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
 LOW_CONFIDENCE_MARK = "?"
 OVERRULED_MARK = "*"
 AT_BOUND_MARK = "!"
+BOUNDARY_MARK = "~"
+
+
+def phase_boundary(layer: LayerRecord) -> tuple[Phase, float | None] | None:
+    """The neighbouring phase and the confidence when the phase classifier says the evidence sits on the
+    boundary between two phases (records carry `phase_neighbour` and `phase_confidence` from it; records
+    without them, older reports among them, have no boundary)."""
+    neighbour = getattr(layer, "phase_neighbour", None)
+    if not isinstance(neighbour, Phase) or neighbour is layer.phase:
+        return None
+    confidence = getattr(layer, "phase_confidence", None)
+    return neighbour, confidence if isinstance(confidence, float) else None
+
+
 #: How close (relative) to a bound of the truncated power law's search an alpha counts as on it.
 AT_BOUND_TOLERANCE = 1e-6
 
@@ -415,7 +429,9 @@ def cell(row: Row, key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -
     if key == "D":
         return number(metrics.D, 3, glyphs)
     if key == "phase":
-        return layer.phase.value if layer.phase is not None else glyphs.none
+        if layer.phase is None:
+            return glyphs.none
+        return layer.phase.value + (BOUNDARY_MARK if phase_boundary(layer) is not None else "")
     if key == "band":
         if layer.alpha_label is None:
             return glyphs.none
@@ -457,7 +473,8 @@ class Concern(IntEnum):
     THIN_TAIL = 6
     POOR_FIT = 7
     AT_BOUND = 8
-    LOW_CONFIDENCE = 9
+    PHASE_BOUNDARY = 9
+    LOW_CONFIDENCE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +544,11 @@ def _concerns(row: Row) -> list[Finding]:
         )
     if alpha_at_bound(metrics):
         found.append(Finding(row, Concern.AT_BOUND, CONCERN_TEXT[Concern.AT_BOUND]))
+    boundary = phase_boundary(layer)
+    if boundary is not None:
+        neighbour, confidence = boundary
+        sure = f", confidence {confidence:.2f}" if confidence is not None else ""
+        found.append(Finding(row, Concern.PHASE_BOUNDARY, f"on the boundary with {neighbour.value}{sure}"))
     if alpha is not None and metrics.fit_low_confidence:
         found.append(
             Finding(
@@ -550,6 +572,7 @@ CONCERN_TEXT: dict[Concern, str] = {
     Concern.THIN_TAIL: f"alpha > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
     Concern.POOR_FIT: f"power law fits the tail poorly (D > {HEAVY_TAILED_MAX_D:g})",
     Concern.AT_BOUND: "alpha stopped on the truncated power law's bound: the tail is no power law",
+    Concern.PHASE_BOUNDARY: "the evidence sits on the boundary between two phases",
     Concern.LOW_CONFIDENCE: f"alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues: uncertain",
 }
 #: Lines the summary spends on layers worth a look; further layers are counted.
@@ -653,6 +676,8 @@ def legend(report_rows: Sequence[Row], glyphs: Glyphs = UNICODE) -> list[str]:
     lines.append(band)
     if any(row.layer.metrics is not None and row.layer.metrics.fit_low_confidence for row in measured):
         lines.append(f"{LOW_CONFIDENCE_MARK} = alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues")
+    if any(phase_boundary(row.layer) is not None for row in measured):
+        lines.append(f"{BOUNDARY_MARK} = a phase on the boundary with another (look at names it)")
     if any(alpha_at_bound(row.layer.metrics) for row in measured):
         low = f"{TPL_ALPHA_BOUNDS[0]:.0f}"
         lines.append(
