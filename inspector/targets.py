@@ -19,6 +19,7 @@ even when other paths exist: a typo in a CI command must not pass as a smaller r
 from __future__ import annotations
 
 import glob
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ NOT_MODELS = re.compile(
     r"^(training_args\.bin|optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state(_\d+)?\.pth|trainer_state\.json)$"
 )
 _GLOB_CHARS = re.compile(r"[*?\[]")
+#: Largest index read to learn its shard names (real ones are well under 1 MB).
+MAX_INDEX_READ = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +71,34 @@ def _is_model_file(path: Path) -> bool:
     return True
 
 
+def _indexed_names(files: list[Path]) -> set[str]:
+    """The shard names the folder's indexes list (a shard need not be named `-00001-of-00002`). An index
+    that cannot be read here lists nothing: the reader will say what is wrong with it."""
+    names: set[str] = set()
+    for path in files:
+        if not path.name.lower().endswith(INDEX_SUFFIX):
+            continue
+        try:
+            if path.stat().st_size > MAX_INDEX_READ:
+                continue
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        weight_map = document.get("weight_map") if isinstance(document, dict) else None
+        if isinstance(weight_map, dict):
+            names.update(str(shard) for shard in weight_map.values())
+    return names
+
+
 def folder_targets(folder: Path) -> Targets:
     """The models a folder holds (see the module's docstring)."""
     files = sorted((entry for entry in folder.iterdir() if entry.is_file()), key=lambda p: _natural(p.name))
     sharded = any(f.name.lower().endswith(INDEX_SUFFIX) or SHARD_NAME.search(f.name) for f in files)
     if sharded:
-        others = [f for f in files if not SHARD_NAME.search(f.name) and _is_model_file(f)]
+        listed = _indexed_names(files)
+        others = [
+            f for f in files if not SHARD_NAME.search(f.name) and f.name not in listed and _is_model_file(f)
+        ]
         notes = (
             (
                 f"{folder}: read as one sharded checkpoint; not read beside it: "
