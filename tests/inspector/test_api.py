@@ -226,3 +226,10 @@ def test_a_built_wheel_installs_the_module_and_both_packages(tmp_path: Path) -> 
     )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["reports"][0]["format"] == "safetensors"
+
+
+def test_the_core_analyze_raises_the_same_typed_error(tmp_path: Path) -> None:
+    import inspector
+
+    with pytest.raises(wwinspect.ModelNotFoundError):
+        inspector.analyze(tmp_path / "missing.pt")
