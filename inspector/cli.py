@@ -299,19 +299,30 @@ def _run(paths: list[Path], run: RunSettings, *, debug: bool) -> ExitCode:
 
 
 class _StreamedLines:
-    """JSON Lines written as records finish (the hooks' `record` and `finished`)."""
+    """JSON Lines written as records finish (the hooks' `record` and `finished`). A reader that leaves
+    early (`| head`) is not an error: the run goes on to its own exit code, writing nowhere."""
 
     def __init__(self, writer: Any) -> None:
         self._writer = writer
+        self._gone = False
+
+    def _write(self, method: str, *arguments: Any) -> None:
+        if self._gone:
+            return
+        try:
+            getattr(self._writer, method)(*arguments)
+        except BrokenPipeError:
+            self._gone = True
+            _silence_stdout()
 
     def record(self, path: Path, file_format: str, record: LayerRecord) -> None:
-        self._writer.layer(str(path), file_format, record)
+        self._write("layer", str(path), file_format, record)
 
     def finished(self, report: ModelReport) -> None:
-        self._writer.file_done(report)
+        self._write("file_done", report)
 
     def finish(self, gate: GateResult) -> None:
-        self._writer.finish(gate)
+        self._write("finish", gate)
 
 
 @contextmanager
@@ -459,8 +470,13 @@ def _write_stdout(text: str) -> None:
             sys.stdout.buffer.write(text.encode(encoding, "backslashreplace"))
         sys.stdout.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout left: what is still written (and flushed at exit) goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def main() -> None:

@@ -158,3 +158,22 @@ def test_ctrl_c_prints_what_was_finished(monkeypatch: pytest.MonkeyPatch, tmp_pa
     result = run_cli(DEFAULT, "--jobs", "1", "--format", "jsonl")
     kinds = [json.loads(line)["type"] for line in result.stdout.splitlines()]
     assert kinds[0] == "run" and kinds.count("layer") == 5 and "gate" not in kinds, "no end line: incomplete"
+
+
+def test_a_reader_that_leaves_a_stream_early_is_not_an_error(tmp_path: Path) -> None:
+    # 20 models' JSON Lines overflow the pipe, so the writer meets the closed end.
+    for number in range(20):
+        shutil.copy(FIXTURES / "onnx" / "transformer.onnx", tmp_path / f"m{number}.onnx")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inspector", str(tmp_path), "--format", "jsonl", "--jobs", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    code = process.wait(timeout=120)
+    assert json.loads(first)["type"] == "run"
+    assert code == 0 and process.stderr.read() == b""
