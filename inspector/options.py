@@ -50,6 +50,13 @@ class SpikeRule(str, Enum):
     WEIGHTWATCHER = "ww"  # lambda_+ + sqrt(s_TW), weightwatcher 0.7.7's margin
 
 
+class ReasonWords(str, Enum):
+    """How the reasons of skipped layers name the setting that skipped them."""
+
+    FLAGS = "flags"  # --min-evals 10: the command line's words (and the JSON report's)
+    PYTHON = "python"  # min_evals=10: the Python API's words
+
+
 class MPMethod(str, Enum):
     """How the Marchenko-Pastur sigma of the bulk is fitted (inspector/science/mp.py)."""
 
@@ -81,6 +88,8 @@ class AnalysisOptions:
         xmin_max: with fix_fingers xmin_peak, the largest xmin considered (None: 1.5 x the ESD's log peak).
         max_fingers: with fix_fingers clip_xmax, the most top eigenvalues that may be clipped.
         finger_thresh: with clip_xmax, accept a clipped fit whose alpha is this much below the raw one.
+        reason_words: whether skip reasons name settings as flags (`--min-evals 10`) or as Python
+            (`min_evals=10`); the API sets PYTHON. Changes words, never a number.
     """
 
     min_evals: int = setting(10, help="Skip layers with fewer eigenvalues.", min=1)
@@ -110,7 +119,9 @@ class AnalysisOptions:
     fit: FitMethod = setting(
         FitMethod.POWER_LAW, help="Tail distribution: pl (power law) or tpl (truncated power law)."
     )
-    xmax: float | None = setting(None, help="Largest eigenvalue included in the fit.", unset="all")
+    xmax: float | None = setting(
+        None, min=0, min_open=True, help="Largest eigenvalue included in the fit (above 0).", unset="all"
+    )
     fix_fingers: FixFingers | None = setting(None, help="Remedy for a few isolated large eigenvalues.")
     evals_threshold: float = 1e-5
     spike_rule: SpikeRule = setting(
@@ -128,9 +139,14 @@ class AnalysisOptions:
         help="MP sigma fit: quantile (robust) or kde (weightwatcher's mp_fit).",
     )
     xmin_max: float | None = setting(
-        None, metavar="X", help="With --fix-fingers xmin_peak: the largest xmin considered."
+        None,
+        metavar="X",
+        min=0,
+        min_open=True,
+        help="With --fix-fingers xmin_peak: the largest xmin considered (above 0).",
     )
     max_fingers: int = setting(10, min=1, help="With --fix-fingers clip_xmax: most eigenvalues clipped.")
     finger_thresh: float = setting(
         1.0, help="With clip_xmax: accept a clipped fit whose alpha drops by more than this."
     )
+    reason_words: ReasonWords = ReasonWords.FLAGS

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from formats.types import Role
+
+if TYPE_CHECKING:  # records are imported by the command line before anything needs numpy
+    import numpy as np
+    import numpy.typing as npt
 
 
 class LayerKind(str, Enum):
@@ -118,6 +123,22 @@ class LayerMetrics:
     esd_histogram: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class EsdSample:
+    """The eigenvalues of one layer's ESD on the report's scale, or a bounded sample of them, for plots
+    (`inspector.science.esd.sample_spectrum`).
+
+    Attributes:
+        values: ascending eigenvalues kept.
+        weights: how many eigenvalues each kept value stands for (1 for the exact tail).
+        total: eigenvalues of the layer.
+    """
+
+    values: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64]
+    total: int
+
+
 @dataclass(frozen=True, slots=True)
 class LayerRecord:
     """One layer of one model: what it is, whether it was analysed, and what was measured.
@@ -140,6 +161,8 @@ class LayerRecord:
         metrics: measured numbers; None unless analysed.
         phase: the HTSR phase, where classified.
         alpha_label: the alpha band label, where alpha is known.
+        spectrum: the ESD's eigenvalues (a bounded sample), kept only when plots are asked for; no
+            report but the plots reads it, and records compare equal without it.
     """
 
     index: int
@@ -160,6 +183,7 @@ class LayerRecord:
     metrics: LayerMetrics | None = None
     phase: Phase | None = None
     alpha_label: AlphaLabel | None = None
+    spectrum: EsdSample | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

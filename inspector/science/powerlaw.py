@@ -46,6 +46,9 @@ FloatArray = npt.NDArray[np.float64]
 SMALL_N_CUTOFF = 20
 # Elements of one (candidates x points) block: 2^20 float64s = 8 MiB per temporary array.
 _BLOCK_ELEMENTS = 1 << 20
+#: The truncated power law's exponent is searched in these bounds (powerlaw's Truncated_Power_Law: alpha > 1);
+#: a fit that ends on one is not a measured exponent, and reports mark it.
+TPL_ALPHA_BOUNDS = (1.0 + 1e-9, 50.0)
 # Stride of the subset of points used for the lower bounds of D (see the module docstring).
 _BOUND_STRIDE = 16
 # Slack on the bounds, against last-bit differences between SIMD and scalar exp in numpy.
@@ -312,7 +315,7 @@ def fit_truncated_power_law(
             np.array(start),
             jac=True,
             method="L-BFGS-B",
-            bounds=[(1.0 + 1e-9, 50.0), (0.0, None)],
+            bounds=[TPL_ALPHA_BOUNDS, (0.0, None)],
             options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 500},
         )
         if result.fun < best[0]:
