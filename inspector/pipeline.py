@@ -30,8 +30,8 @@ from inspector.options import AnalysisOptions
 from inspector.records import FileError, LayerRecord, ModelReport, Status
 from inspector.science.eigen import CpuBackend, EigenBackend, make_backend
 from inspector.science.metrics import measure_layer
-from inspector.science.phases import classify_metrics
-from inspector.science.summary import alpha_label, summarize
+from inspector.science.phases import label
+from inspector.science.summary import summarize
 from inspector.workers import can_fork, ordered_map, resolve_jobs
 
 #: Called after each layer with (layer name, layers done, layers in the file).
@@ -88,12 +88,16 @@ def _measured(
     except LayerFailedError as exc:
         return replace(record, status=Status.FAILED, reason=exc.message, slice_index=slice_index)
     num_slices = 1 if slice_index is not None else record.num_slices
+    labels = label(metrics)
     return replace(
         record,
         status=Status.ANALYZED,
         metrics=metrics,
-        phase=classify_metrics(metrics, M),
-        alpha_label=alpha_label(metrics.alpha),
+        phase=labels.phase,
+        phase_confidence=labels.confidence,
+        phase_neighbour=labels.neighbour,
+        phase_rule=labels.rule,
+        alpha_label=labels.alpha_label,
         slice_index=slice_index,
         num_slices=num_slices,
     )
