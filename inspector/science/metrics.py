@@ -47,6 +47,7 @@ from inspector.science.esd import log_histogram
 from inspector.science.mp import MPFit, fit_mp
 from inspector.science.phases import PhaseEvidence, phase_evidence
 from inspector.science.powerlaw import (
+    RESOLUTION,
     PowerLawFit,
     count_at_least,
     fit_power_law,
@@ -66,6 +67,9 @@ PEAK_BINS = 100
 PEAK_LOW, PEAK_HIGH = 0.95, 1.5
 # clip_xmax stops clipping once a clipped fit reaches this alpha (weightwatcher's min_alpha).
 FINGERS_MIN_ALPHA = 2.0
+# Rounding every weight to its dtype moves each eigenvalue by up to ~2 eps relative (times sigma_max/sigma_i);
+# spectra flat to within STORAGE_ROUNDING eps (an orthogonal init stored as float32) have no tail to fit.
+STORAGE_ROUNDING = 4.0
 
 
 def measure_layer(
@@ -107,23 +111,23 @@ def measure_layer(
     evals = ww_evals * unit  # the report's scale
     num_evals = int(evals.size)
 
-    if options.fit_cut == FitCut.ABSOLUTE:
-        fit_data = ww_evals[ww_evals > options.evals_threshold]
-    else:
-        fit_data = (
-            np.sort(np.concatenate([e[mask] for e, mask in zip(per_matrix, in_rank, strict=True)])) * scale
-        )
-    tail = _fit_tail(fit_data, unit, options)
+    # the eigenvalues that count towards the rank (weightwatcher's scale): the non-null part of the spectrum
+    ranked = np.sort(np.concatenate([e[mask] for e, mask in zip(per_matrix, in_rank, strict=True)])) * scale
+    fit_data = ww_evals[ww_evals > options.evals_threshold] if options.fit_cut == FitCut.ABSOLUTE else ranked
+    resolution = max(RESOLUTION, STORAGE_ROUNDING * max(_eps(W.dtype) for W in matrices))
+    tail = _fit_tail(fit_data, unit, options, resolution)
     alpha = tail.fit.alpha if tail.fit is not None else None
     if tail.tpl_alpha is not None:
         alpha = tail.tpl_alpha  # weightwatcher reports the TPL exponent as alpha under fit='TPL'
 
     lambda_max = float(evals[-1])
     norm = float(evals.sum())
-    mp = fit_mp(evals, Q=N / M, M=M, method=options.mp_method, spike_rule=options.spike_rule)
-    ecs = detx(evals)
+    # The MP law describes the non-null part of the spectrum (all of it unless rank is lost): fitting it to
+    # rounding-level zeros would make sigma and the outlier counts depend on rounding noise.
+    mp = fit_mp(ranked * unit, Q=N / M, M=M, method=options.mp_method, spike_rule=options.spike_rule)
+    ecs = detx(evals, resolution)
     xmin = tail.fit.xmin * unit if tail.fit is not None else None
-    evidence = _phase_evidence(evals, mp, N, M, xmin, options)
+    evidence = _phase_evidence(ranked * unit, mp, N, M, xmin, options)
     randomized = (
         _randomized(matrices, evals, N, M, scale * unit, options, backend) if options.randomize else None
     )
@@ -207,7 +211,13 @@ class _Tail:
     tpl_p_value: float | None = None
 
 
-def _fit_tail(data: FloatArray, unit: float, options: AnalysisOptions) -> _Tail:
+def _eps(dtype: np.dtype[Any]) -> float:
+    return (
+        float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else float(np.finfo(np.float64).eps)
+    )
+
+
+def _fit_tail(data: FloatArray, unit: float, options: AnalysisOptions, resolution: float) -> _Tail:
     """The power-law fit of the eigenvalues past the fit cut (sorted, weightwatcher's scale), with
     fix_fingers and TPL as configured.
 
@@ -217,12 +227,14 @@ def _fit_tail(data: FloatArray, unit: float, options: AnalysisOptions) -> _Tail:
     num_fingers: int | None = None
     raw_alpha: float | None = None
     if options.fix_fingers == FixFingers.XMIN_PEAK:
-        fit = fit_power_law(data, xmax=xmax, xmin_range=_peak_window(data, options, unit))
+        fit = fit_power_law(
+            data, xmax=xmax, xmin_range=_peak_window(data, options, unit), resolution=resolution
+        )
     elif options.fix_fingers == FixFingers.CLIP_XMAX:
-        fit, num_fingers, raw = _clip_fingers(data, xmax, options)
+        fit, num_fingers, raw = _clip_fingers(data, xmax, options, resolution)
         raw_alpha = raw.alpha if raw is not None else None
     else:
-        fit = fit_power_law(data, xmax=xmax)
+        fit = fit_power_law(data, xmax=xmax, resolution=resolution)
     fitted = int(data.size) if xmax is None else int(np.count_nonzero(data <= xmax))
     tail = _Tail(fit=fit, num_fit_evals=fitted, num_fingers=num_fingers, raw_alpha=raw_alpha)
     if options.fit != FitMethod.TRUNCATED_POWER_LAW or fit is None:
@@ -257,7 +269,7 @@ def _peak_window(data: FloatArray, options: AnalysisOptions, unit: float) -> tup
 
 
 def _clip_fingers(
-    data: FloatArray, xmax: float | None, options: AnalysisOptions
+    data: FloatArray, xmax: float | None, options: AnalysisOptions, resolution: float
 ) -> tuple[PowerLawFit | None, int, PowerLawFit | None]:
     """fix_fingers=clip_xmax: drop the top k = 1, 2, ... eigenvalues until alpha falls by `finger_thresh`.
 
@@ -266,11 +278,11 @@ def _clip_fingers(
     are. A clipped fit is accepted when alpha + finger_thresh < the unclipped alpha; clipping stops without
     one once alpha drops to 2.
     """
-    raw = fit_power_law(data, xmax=xmax)
+    raw = fit_power_law(data, xmax=xmax, resolution=resolution)
     if raw is None:
         return None, 0, None
     for k in range(1, min(options.max_fingers, data.size - 2) + 1):
-        clipped = fit_power_law(data[:-k], xmax=xmax)
+        clipped = fit_power_law(data[:-k], xmax=xmax, resolution=resolution)
         if clipped is None:
             break
         if clipped.alpha + options.finger_thresh < raw.alpha:
