@@ -1,4 +1,5 @@
-"""The batch-size experiment of Martin & Mahoney (arXiv 1810.01075, section 7), done fairly, then read by wwinspect.
+"""The batch-size experiment of Martin & Mahoney (arXiv 1810.01075, section 7), done fairly, then read by
+wwinspect.
 
 One network, one data set, batch sizes from 2 to 512, several seeds; every run is trained to the same training
 loss (default) or for the same number of steps, so that large batches are not simply under-trained. Each model
@@ -39,7 +40,7 @@ from inspector import analyze  # noqa: E402
 from inspector.records import Phase, Status  # noqa: E402
 from inspector.science.phases import PHASE_ORDER  # noqa: E402
 
-BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256, 512)
+BATCH_SIZES = (2, 8, 32, 128, 512)
 SEEDS = (0, 1, 2)
 
 
@@ -73,11 +74,12 @@ class Run:
     path: str
 
 
-# --- data -----------------------------------------------------------------------------------------------------
+# --- data ---------------------------------------------------------------------------------------------------
 
 
 def teacher_student(settings: Settings, seed: int = 12345) -> tuple[np.ndarray, ...]:
-    """Inputs with a low-rank correlated part (like pixels), labels from a random ReLU teacher, some flipped."""
+    """Inputs with a low-rank correlated part (like pixels), labels from a random ReLU teacher, some
+    flipped."""
     rng = np.random.default_rng(seed)
     d = settings.inputs
     mixing = rng.standard_normal((d, d)) / math.sqrt(d)
@@ -108,7 +110,7 @@ def digits() -> tuple[np.ndarray, ...]:
     return x[train], y[train], x[test], y[test]
 
 
-# --- training -------------------------------------------------------------------------------------------------
+# --- training -----------------------------------------------------------------------------------------------
 
 
 def network(settings: Settings):  # type: ignore[no-untyped-def]
@@ -152,7 +154,7 @@ def train(settings: Settings, data: tuple[np.ndarray, ...], batch_size: int, see
         loss.backward()
         optimizer.step()
         step += 1
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             break  # diverged: reported as such (train accuracy shows it)
         if settings.until == "loss" and step % check_every == 0:
             with torch.no_grad():
@@ -203,7 +205,7 @@ def save_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[
             handle.write(blob)
 
 
-# --- analysis -------------------------------------------------------------------------------------------------
+# --- analysis -----------------------------------------------------------------------------------------------
 
 
 def inspect(run: Run) -> dict[str, object]:
@@ -282,9 +284,11 @@ def table(results: list[dict[str, object]], layer_names: list[str]) -> str:
         for name in layer_names:
             values = [next(x for x in r["layers"] if x["name"] == name) for r in rows]  # type: ignore[attr-defined]
             alphas = [v["alpha"] for v in values if v["alpha"] is not None]
+            softrank = np.mean([v["mp_softrank"] for v in values])
+            stable = np.mean([v["stable_rank"] for v in values])
             cells.append(
                 f"{np.mean(alphas) if alphas else math.nan:.2f} / {majority([v['phase'] for v in values])} / "
-                f"{np.mean([v['mp_softrank'] for v in values]):.2f} / {np.mean([v['stable_rank'] for v in values]):.1f}"
+                f"{softrank:.2f} / {stable:.1f}"
             )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -376,7 +380,7 @@ def main() -> None:
         "--target-loss", type=float, default=0.05, help="--until loss: stop at this train loss"
     )
     parser.add_argument("--steps", type=int, default=3000, help="--until steps: steps per run")
-    parser.add_argument("--max-steps", type=int, default=20000, help="--until loss: the most steps per run")
+    parser.add_argument("--max-steps", type=int, default=10000, help="--until loss: the most steps per run")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--widths", default="1024,512,256", help="hidden widths")
@@ -387,7 +391,7 @@ def main() -> None:
         "--quick", action="store_true", help="2 seeds, batch sizes 4/32/128/512, 1500 steps max"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", type=Path, default=ROOT / "examples" / "_out" / "batch_size_phases")
+    parser.add_argument("--out", type=Path, default=Path("batch_size_phases_out"))
     args = parser.parse_args()
     import torch
 

@@ -75,7 +75,8 @@ def to_markdown(reports: Sequence[ModelReport], gate: GateResult, *, gate_active
             lines.append(
                 f"| {layer.index} | `{_md(name)}` | {layer.kind.value} | {'×'.join(map(str, layer.shape))} | "
                 f"{_fmt(metrics.alpha)} | {_fmt(metrics.D)} | {_fmt(metrics.lambda_max)} | "
-                f"{layer.phase.value if layer.phase else ''} | "
+                f"{layer.phase.value if layer.phase else ''}"
+                f"{'/' + layer.phase_neighbour.value if layer.phase_neighbour else ''} | "
                 f"{layer.alpha_label.value if layer.alpha_label else ''} |"
             )
         if report.summary is not None:

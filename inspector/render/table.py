@@ -62,6 +62,9 @@ def _layer_row(layer: LayerRecord) -> list[RenderableType]:
             "",
         ]
     phase = layer.phase.value if layer.phase is not None else "–"
+    phase_style = _PHASE_STYLE.get(phase, "")
+    if layer.phase_neighbour is not None:  # the evidence sits on the boundary between two phases
+        phase += f"/{layer.phase_neighbour.value}"
     label = layer.alpha_label.value if layer.alpha_label is not None else "–"
     alpha = _number(metrics.alpha)
     if metrics.fit_low_confidence and metrics.alpha is not None:
@@ -75,7 +78,7 @@ def _layer_row(layer: LayerRecord) -> list[RenderableType]:
         Text(alpha, style=_LABEL_STYLE.get(label, "")),
         _number(metrics.D, 3),
         _number(metrics.lambda_max),
-        Text(phase, style=_PHASE_STYLE.get(phase, "")),
+        Text(phase, style=phase_style),
         Text(label, style=_LABEL_STYLE.get(label, "")),
     ]
 
