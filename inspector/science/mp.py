@@ -346,10 +346,10 @@ def bulk_ks_null(M: int, Q: float) -> float:
     log_q = np.log(np.asarray(Q_GRID, dtype=np.float64))
     table = np.asarray(KS_LOG_MEAN) + Z99 * np.asarray(KS_LOG_SD)  # log of the 99th percentile
     lq = min(max(math.log(Q), float(log_q[0])), float(log_q[-1]))
-    j = int(min(max(np.searchsorted(log_q, lq) - 1, 0), log_q.size - 2))
+    j = min(max(int(np.searchsorted(log_q, lq)) - 1, 0), log_q.size - 2)
     wq = (lq - log_q[j]) / (log_q[j + 1] - log_q[j])
     column = (1.0 - wq) * table[:, j] + wq * table[:, j + 1]
     lm = math.log(M)
-    i = int(min(max(np.searchsorted(log_m, lm) - 1, 0), log_m.size - 2))
+    i = min(max(int(np.searchsorted(log_m, lm)) - 1, 0), log_m.size - 2)
     wm = (lm - log_m[i]) / (log_m[i + 1] - log_m[i])  # < 0 or > 1 outside the grid: linear in log-log
     return float(math.exp((1.0 - wm) * column[i] + wm * column[i + 1]))

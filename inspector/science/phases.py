@@ -25,7 +25,8 @@ spikes
   the power-law fit starts below it), and its two-sided p-value (Clauset, Shalizi & Newman 2009, section 5;
   arXiv 0706.1062): > 0 favours the power law.
 
-The rules, in order (each threshold is a named constant below, with its source):
+The rules, in order (each threshold is a named constant below, with its source); a layer with fewer than
+16 eigenvalues gets no phase:
 1. rank-collapse: near_zero_fraction >= 10%.
 2. random-like: no outlier above the TW cutoff.
 3. MP-like bulk:
@@ -92,6 +93,9 @@ SHARE_BAND = 1.5
 DECADES_BAND = 0.3
 TAIL_LR_BAND = 1.0
 TW_BAND = 2.0
+#: Fewer eigenvalues than this get no phase: the bulk's KS null is tabulated from M = 16 (mp.bulk_ks_null), and
+#: a handful of eigenvalues has no bulk to compare outliers with (a 10-class output layer has 10).
+MIN_EIGENVALUES = 16
 #: weightwatcher constants.py: OVER_TRAINED_THRESH, UNDER_TRAINED_THRESH (PRODUCT.md "alpha labels").
 OVER_TRAINED_BELOW = 2.0
 UNDER_TRAINED_ABOVE = 6.0
@@ -279,6 +283,8 @@ def label(metrics: LayerMetrics) -> PhaseLabel:
         return PhaseLabel(phase=None, alpha_label=labels)
     if metrics.mp_lambda_plus is None and metrics.near_zero_fraction < RANK_COLLAPSE_FRACTION:
         return PhaseLabel(phase=None, alpha_label=labels)
+    if metrics.num_evals < MIN_EIGENVALUES:
+        return PhaseLabel(phase=None, alpha_label=labels, rule=f"fewer than {MIN_EIGENVALUES} eigenvalues")
     phase, rule, tests = _decide(metrics, None)
     weakest = min(tests, key=lambda test: test.margin)
     neighbour = None

@@ -139,6 +139,7 @@ def test_label_also_gives_the_alpha_label_and_none_without_evidence() -> None:
     assert label(replace(BASE, alpha=7.0)).alpha_label is AlphaLabel.UNDER_TRAINED
     unmeasured = LayerMetrics(num_evals=5, alpha=1.5)
     assert label(unmeasured).phase is None and label(unmeasured).alpha_label is AlphaLabel.OVER_TRAINED
+    assert label(replace(BASE, num_evals=10)).phase is None  # a 10-class head: no bulk to speak of
 
 
 def test_a_boundary_names_both_neighbouring_phases() -> None:
