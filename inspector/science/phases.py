@@ -93,8 +93,8 @@ SHARE_BAND = 1.5
 DECADES_BAND = 0.3
 TAIL_LR_BAND = 1.0
 TW_BAND = 2.0
-#: Fewer eigenvalues than this get no phase: the bulk's KS null is tabulated from M = 16 (mp.bulk_ks_null), and
-#: a handful of eigenvalues has no bulk to compare outliers with (a 10-class output layer has 10).
+#: Fewer eigenvalues than this get no phase: the bulk's KS null is tabulated from M = 16 (mp.bulk_ks_null),
+#: and a handful of eigenvalues has no bulk to compare outliers with (a 10-class output layer has 10).
 MIN_EIGENVALUES = 16
 #: weightwatcher constants.py: OVER_TRAINED_THRESH, UNDER_TRAINED_THRESH (PRODUCT.md "alpha labels").
 OVER_TRAINED_BELOW = 2.0
