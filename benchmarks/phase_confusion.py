@@ -86,9 +86,9 @@ def confusion(name: str, cases: list[Case], errors: bool, check: bool) -> None:
 
 
 def pareto_table() -> None:
-    """Pareto entries with 2 < mu < 4: finite variance, an MP bulk plus localised outliers whose number and
-    reach
-    grow with the size; the theory gives no phase at a given size. Printed: the label per mu and shape."""
+    """Pareto entries with 2 < mu < 4: finite variance, an MP bulk plus localised outliers whose number
+    and reach grow with the size; the theory gives no phase at a given size. Printed: the label per mu and
+    shape."""
     shapes = ((128, 128), (256, 128), (512, 256), (1024, 512))
     mus = (2.2, 2.6, 3.0, 3.5, 3.9)
     print("\nPareto entries, 2 < mu < 4 (no asserted truth): label per mu and shape\n")

@@ -7,8 +7,8 @@ fits the MP law as the analysis does (`inspector.science.mp.fit_mp`, trimmed qua
 `bulk_ks`. The spectra come from the Dumitriu-Edelman bidiagonal model (Dumitriu & Edelman 2002, "Matrix
 models for beta ensembles", J. Math. Phys. 43): for beta = 1 the eigenvalues of W^T W have the same joint law
 as those of B B^T with B lower bidiagonal, B_ii ~ chi_(N - i + 1), B_(i+1, i) ~ chi_(M - i), so a spectrum
-costs a tridiagonal eigensolve instead of an N x M matrix. `--check` compares it with dense Gaussian matrices
-first.
+costs a tridiagonal eigensolve instead of an N x M matrix. `--check` compares it with dense Gaussian
+matrices first.
 
 The distances of one cell are close to log-normal; the table keeps the mean and standard deviation of
 log(KS) per cell, and `bulk_ks_null` reads the 99th percentile exp(mean + 2.326 sd) off it. The script prints,

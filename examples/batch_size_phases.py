@@ -1,5 +1,4 @@
-"""The batch-size experiment of Martin & Mahoney (arXiv 1810.01075, section 7), done fairly, then read by
-wwinspect.
+"""The batch-size experiment of Martin & Mahoney (arXiv 1810.01075, sec. 7), done fairly, read by wwinspect.
 
 One network, one data set, batch sizes from 2 to 512, several seeds; every run is trained to the same training
 loss (default) or for the same number of steps, so that large batches are not simply under-trained. Each model
@@ -15,7 +14,7 @@ Runs from a fresh `pip install .` plus torch (matplotlib only for the PNG, sciki
 random low-rank mixing, labels from a random two-layer teacher network, a share of them flipped (label noise:
 the task cannot be fitted without memorising, which keeps the gradient noise of small batches alive).
 
-    python examples/batch_size_phases.py                       # the default experiment (~25 CPU minutes)
+    python examples/batch_size_phases.py                       # the default experiment (~8 CPU minutes)
     python examples/batch_size_phases.py --quick               # 2 seeds, 4 batch sizes, short: a smoke run
     python examples/batch_size_phases.py --until steps --steps 3000 --loss mse --out /tmp/bs
 """

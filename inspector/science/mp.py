@@ -23,9 +23,8 @@ Two ways to fit sigma (`MPMethod`):
   sigma (its density then integrates to 1/sigma^2), a bug we fix.
 
 The Tracy-Widom scale and cutoff are defined here once (`tracy_widom_scale`, `MPFit.tw_cutoff`): with the
-exact
-TW scale of the largest eigenvalue of a real Wishart matrix (Johnstone 2001, Ann. Statist. 29), rescaled to
-X = W^T W / N with variance sigma^2,
+exact TW scale of the largest eigenvalue of a real Wishart matrix (Johnstone 2001, Ann. Statist. 29),
+rescaled to X = W^T W / N with variance sigma^2,
     s_TW = sigma^2 Q^(-1/2) (1 + Q^(-1/2))^(4/3) M^(-2/3),
 an eigenvalue above lambda_+ + TW_MARGIN s_TW (TW_MARGIN = 2, about the TW1 99th percentile 2.02) is an
 outlier. The phase classifier always uses that cutoff. The spike count `num_spikes` follows `SpikeRule`:
@@ -57,8 +56,7 @@ KDE_DENSITY_FLOOR = 0.01
 KDE_PENALTY = 1000.0
 # Quantiles matched by the QUANTILE fit: the bulk below any plausible tail or spikes.
 FIT_QUANTILES = np.linspace(0.05, 0.75, 15)
-# Margin of the TW cutoff, in units of s_TW: about the 99th percentile of the TW1 law (2.02; Tracy & Widom
-# 1996).
+# Margin of the TW cutoff, in units of s_TW: about the TW1 99th percentile (2.02; Tracy & Widom 1996).
 TW_MARGIN = 2.0
 # Trimmed quantile fit: rounds of "fit, set the outliers aside, refit", and the largest share set aside (a
 # spectrum with more than half of its eigenvalues above the fitted edge has no MP bulk to speak of).
@@ -142,9 +140,8 @@ def fit_mp(
 
 
 def tracy_widom_scale(sigma2: float, Q: float, M: int) -> float:
-    """s_TW = sigma^2 Q^(-1/2) (1 + Q^(-1/2))^(4/3) M^(-2/3): the TW fluctuation scale of lambda_max at the MP
-    edge
-    of M eigenvalues with aspect ratio Q and variance sigma^2 (module docstring)."""
+    """s_TW = sigma^2 Q^(-1/2) (1 + Q^(-1/2))^(4/3) M^(-2/3): the TW fluctuation scale of lambda_max at the
+    MP edge of M eigenvalues with aspect ratio Q and variance sigma^2 (module docstring)."""
     q = 1.0 / math.sqrt(Q)
     return sigma2 * q * (1.0 + q) ** (4.0 / 3.0) * M ** (-2.0 / 3.0)
 
@@ -316,8 +313,7 @@ def _kde_sigma(x: FloatArray, Q: float) -> float:
 
 def bulk_ks(evals: npt.ArrayLike, fit: MPFit, Q: float) -> float | None:
     """KS distance between the bulk (the eigenvalues up to `fit.tw_cutoff`) and the fitted MP law restricted
-    to
-    the same range, renormalised there. None when fewer than 2 eigenvalues are in the bulk.
+    to the same range, renormalised there. None when fewer than 2 eigenvalues are in the bulk.
 
     `evals` are in the units `fit` was computed in. The distance is the two-sided sup over the steps of the
     empirical CDF, as in `scipy.stats.kstest`.

@@ -8,22 +8,20 @@ phase and its alpha label. The evidence is stored in the layer's metrics (and so
 The evidence (fields of `LayerMetrics`):
 * `near_zero_fraction`: share of eigenvalues below 1e-6 x the mean eigenvalue;
 * `mp_bulk_ks` against `mp_bulk_ks_null`: the KS distance of the bulk (eigenvalues up to the TW cutoff
-  lambda_+ + 2 s_TW) to the fitted MP law, and the 99th percentile of that distance on Gaussian matrices of
-  the
-  layer's own M and Q (`mp.bulk_ks_null`, a simulated table): the bulk is MP-like within BULK_KS_TOLERANCE x;
+  lambda_+ + 2 s_TW) to the fitted MP law, and the 99th percentile of that distance on Gaussian matrices
+  of the layer's own M and Q (`mp.bulk_ks_null`, a simulated table); the bulk is MP-like within
+  BULK_KS_TOLERANCE times its null;
 * `num_outliers`: eigenvalues above the TW cutoff; `num_separated_spikes`: those at or above 1.25 lambda_+;
   `outlier_mass`: their share of the trace;
 * `near_edge_share`: outliers between the cutoff and 2 lambda_+, as a share of all eigenvalues. Discrete
-spikes
-  put a handful there whatever the size; a continuous run out of the edge (a graded signal, a heavy tail) puts
-  a fixed share of the spectrum there;
-* `tail_decades`: log10(lambda_max / lambda_+), how far the spectrum reaches above the bulk edge (= -log10 of
-  the MP soft rank), and `xmin_over_edge`: where the power-law fit's xmin falls relative to lambda_+;
-* `tail_lr`, `tail_lr_p`: Vuong's normalised log-likelihood ratio of a power law against an exponential, both
-  fitted by maximum likelihood to the part of the spectrum above the bulk (from the TW cutoff, or from xmin
-  when
-  the power-law fit starts below it), and its two-sided p-value (Clauset, Shalizi & Newman 2009, section 5;
-  arXiv 0706.1062): > 0 favours the power law.
+  spikes put a handful there whatever the size; a continuous run out of the edge (a graded signal, a heavy
+  tail) puts a fixed share of the spectrum there;
+* `tail_decades`: log10(lambda_max / lambda_+), how far the spectrum reaches above the bulk edge (= -log10
+  of the MP soft rank), and `xmin_over_edge`: where the power-law fit's xmin falls relative to lambda_+;
+* `tail_lr`, `tail_lr_p`: Vuong's normalised log-likelihood ratio of a power law against an exponential,
+  both fitted by maximum likelihood to the part of the spectrum above the bulk (from the TW cutoff, or from
+  xmin when the power-law fit starts below it), and its two-sided p-value (Clauset, Shalizi & Newman 2009,
+  section 5; arXiv 0706.1062): > 0 favours the power law.
 
 The rules, in order (each threshold is a named constant below, with its source); a layer with fewer than
 16 eigenvalues gets no phase:
@@ -35,13 +33,11 @@ The rules, in order (each threshold is a named constant below, with its source);
    c. else a continuous run out of the edge: heavy-tailed when it reaches a decade above lambda_+ and the
       power law is preferred to the exponential, bulk-decay otherwise (an eroded edge with a short tail).
 4. No MP bulk ("no good lambda_+"): heavy-tailed when the spectrum reaches a decade above where its tail
-starts
-   (lambda_+, or xmin when the power law starts inside what the MP fit calls the bulk) and the power law is
-   preferred; bulk-decay otherwise.
+   starts (lambda_+, or xmin when the power law starts inside what the MP fit calls the bulk) and the power
+   law is preferred; bulk-decay otherwise.
 
 Every decision carries a confidence: each test on the path has a margin, the distance of its statistic from
-the
-threshold in units of the test's band (1 = a full band away); the confidence is 0.5 + 0.5 x the smallest
+the threshold in units of the test's band (1 = a full band away); the confidence is 0.5 + 0.5 x the smallest
 margin. When that margin is below 1 the evidence sits on a boundary, and `neighbour` names the phase on the
 other side of the weakest test (the table shows both).
 """
@@ -66,14 +62,12 @@ RANK_COLLAPSE_FRACTION = 0.10
 #: Q^-1/4 at Q = 2; below it the outliers are "eigenmass just around and above lambda_+", bleeding-out).
 SEPARATION = 0.25
 #: MP-like bulk: KS distance at most this multiple of its null 99th percentile at the layer's M and Q. A
-#: rank-k
-#: signal moves the bulk's empirical CDF by up to k/M (Cauchy interlacing) even when it only makes spikes;
-#: spiked matrices of tests/science/phase_suite.py reach 1.15, graded signals and heavy tails 0.8-50.
+#: rank-k signal moves the bulk's empirical CDF by up to k/M (Cauchy interlacing) even when it only makes
+#: spikes; spiked matrices of tests/science/phase_suite.py reach 1.15, graded signals and heavy tails 0.8-50.
 BULK_KS_TOLERANCE = 1.5
 #: The near-edge window: outliers below this multiple of lambda_+ are "just above the edge" (the continuous
-#: run
-#: of a bulk-decay layer ends at 2-3 lambda_+; a separated BBP spike at Q = 2 needs S >= 1.8 Q^-1/4 to pass
-#: it).
+#: run of a bulk-decay layer ends at 2-3 lambda_+; a separated BBP spike at Q = 2 needs S >= 1.8 Q^-1/4 to
+#: pass it).
 NEAR_EDGE = 2.0
 #: A continuous run out of the edge: outliers in the near-edge window holding at least this share of all
 #: eigenvalues. Discrete spikes put a handful there whatever M (<= 1.6% in the suite, 0.8-1.6% in the trained

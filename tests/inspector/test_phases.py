@@ -1,6 +1,5 @@
 """The phase classifier: the rule table on hand-made evidence, the likelihood-ratio test, boundaries, and a
-few
-synthetic matrices through the whole measurement (the full suite is tests/science/test_phase_suite.py)."""
+few synthetic matrices through the whole measurement (the full suite is tests/science/test_phase_suite.py)."""
 
 from __future__ import annotations
 

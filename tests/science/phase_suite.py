@@ -1,22 +1,20 @@
 """Matrices of known phase, built from random-matrix theory and checked against it before any classifier.
 
 Every construction is W = noise + signal (or a heavy-tailed or rank-deficient matrix) whose spectrum the
-theory
-predicts; `Case.check` asserts that prediction on the realised eigenvalues, with the true noise level, never
-with wwinspect's fit. Conventions: noise entries have variance 1/N, so the noise alone has the MP law of
-X = W^T W with sigma^2 = 1, edge lambda_+ = (1 + Q^-1/2)^2 and TW scale s_TW (`tracy_widom_scale`).
+theory predicts; `Case.check` asserts that prediction on the realised eigenvalues, with the true noise level,
+never with wwinspect's fit. Conventions: noise entries have variance 1/N, so the noise alone has the MP law
+of X = W^T W with sigma^2 = 1, edge lambda_+ = (1 + Q^-1/2)^2 and TW scale s_TW (`tracy_widom_scale`).
 
 Families and the phase the theory gives them (Martin & Mahoney, arXiv 1810.01075, Table 4):
 
 * random-like: i.i.d. entries of several laws (Gaussian, uniform, Rademacher, Laplace, Student t with 8
-degrees
-  of freedom; all with finite fourth moment, so lambda_max -> lambda_+ with TW fluctuations, Bai-Yin 1988,
-  Soshnikov 2002), Kaiming-normal and Kaiming-uniform inits, orthogonal inits (every singular value equal: no
-  eigenvalue leaves the bulk), and BBP spikes below the threshold S < Q^-1/4 (no outlier, Baik-Ben Arous-Peche
-  2005; Benaych-Georges & Nadakuditi 2012).
+  degrees of freedom; all with finite fourth moment, so lambda_max -> lambda_+ with TW fluctuations, Bai-Yin
+  1988, Soshnikov 2002), Kaiming-normal and Kaiming-uniform inits, orthogonal inits (every singular value
+  equal: no eigenvalue leaves the bulk), and BBP spikes below the threshold S < Q^-1/4 (no outlier,
+  Baik-Ben Arous-Peche 2005; Benaych-Georges & Nadakuditi 2012).
 * bleeding-out: 1-2 spikes just above the BBP threshold, whose outliers sit at BBP's
-  (1 + S^2)(1/Q + S^2)/S^2 between lambda_+ + 2 s_TW and 1.25 lambda_+: eigenmass just pulling out of the
-  edge.
+  (1 + S^2)(1/Q + S^2)/S^2 between lambda_+ + 2 s_TW and 1.25 lambda_+: eigenmass just pulling out of
+  the edge.
 * bulk+spikes: 1-16 spikes whose outliers sit at 1.4-15 lambda_+ (separated from the edge), the trained-MLP
   pattern of the phase issue (about as many spikes as classes) included.
 * bulk-decay: a graded signal of rank 15-30% of M whose strengths fall through the BBP threshold (linear,
@@ -172,9 +170,8 @@ def check_flat(evals: FloatArray) -> None:
 def check_outliers_at(
     N: int, M: int, locations: FloatArray, tolerance: float
 ) -> Callable[[FloatArray], None]:
-    """The top len(locations) eigenvalues at BBP's locations, within `tolerance` relative (finite-size error
-    of
-    a spike is O(M^-1/2), Paul 2007), and nothing else above the edge's TW reach."""
+    """The top len(locations) eigenvalues at BBP's locations, within `tolerance` relative (finite-size
+    error of a spike is O(M^-1/2), Paul 2007), and nothing else above the edge's TW reach."""
     Q = N / M
     expected = np.sort(locations)
 
