@@ -102,12 +102,14 @@ class LayerMetrics:
     mp_softrank: float | None = None
     # Phase evidence (inspector/science/phases.py, docs/phases.md), all relative to the quantile MP fit's
     # lambda_+ and scale-free: the bulk's KS distance to MP and its null 99th percentile at this M and Q;
+    # (lambda_max - lambda_+) / s_TW;
     # outliers beyond lambda_+ + 2 s_TW, those at least 25% above lambda_+, and their share of the trace;
     # outliers below 2 lambda_+ as a share of all eigenvalues; log10(lambda_max / lambda_+); Vuong's
     # normalised log-likelihood ratio power law vs exponential above the bulk (> 0: power law) with its
     # p-value; xmin / lambda_+.
     mp_bulk_ks: float | None = None
     mp_bulk_ks_null: float | None = None
+    lambda_max_tw: float | None = None
     num_outliers: int | None = None
     num_separated_spikes: int | None = None
     outlier_mass: float | None = None

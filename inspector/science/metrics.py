@@ -169,6 +169,7 @@ def measure_layer(
         mp_softrank=mp.softrank if mp is not None else None,
         mp_bulk_ks=evidence.mp_bulk_ks,
         mp_bulk_ks_null=evidence.mp_bulk_ks_null,
+        lambda_max_tw=evidence.lambda_max_tw,
         num_outliers=evidence.num_outliers,
         num_separated_spikes=evidence.num_separated_spikes,
         outlier_mass=evidence.outlier_mass,

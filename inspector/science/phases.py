@@ -11,6 +11,8 @@ The evidence (fields of `LayerMetrics`):
   lambda_+ + 2 s_TW) to the fitted MP law, and the 99th percentile of that distance on Gaussian matrices
   of the layer's own M and Q (`mp.bulk_ks_null`, a simulated table); the bulk is MP-like within
   BULK_KS_TOLERANCE times its null;
+* `lambda_max_tw`: (lambda_max - lambda_+) / s_TW, where the top eigenvalue sits in TW units (an outlier
+  when above 2);
 * `num_outliers`: eigenvalues above the TW cutoff; `num_separated_spikes`: those at or above 1.25 lambda_+;
   `outlier_mass`: their share of the trace;
 * `near_edge_share`: outliers between the cutoff and 2 lambda_+, as a share of all eigenvalues. Discrete
@@ -101,6 +103,7 @@ class PhaseEvidence:
 
     mp_bulk_ks: float | None
     mp_bulk_ks_null: float | None
+    lambda_max_tw: float | None
     num_outliers: int
     num_separated_spikes: int
     outlier_mass: float | None
@@ -123,7 +126,7 @@ def phase_evidence(
         xmin: the power-law fit's xmin (same scale), or None.
     """
     if fit is None or not fit.lambda_plus > 0.0:
-        return PhaseEvidence(None, None, 0, 0, None, None, None, None, None, None)
+        return PhaseEvidence(None, None, None, 0, 0, None, None, None, None, None, None)
     lambda_plus = fit.lambda_plus
     outliers = evals[evals > fit.tw_cutoff]
     start = min(fit.tw_cutoff, xmin) if xmin is not None else fit.tw_cutoff
@@ -131,6 +134,7 @@ def phase_evidence(
     return PhaseEvidence(
         mp_bulk_ks=bulk_ks(evals, fit, Q),
         mp_bulk_ks_null=bulk_ks_null(M, Q),
+        lambda_max_tw=(float(evals[-1]) - lambda_plus) / fit.tw_scale if fit.tw_scale > 0.0 else None,
         num_outliers=int(outliers.size),
         num_separated_spikes=int(np.count_nonzero(outliers >= (1.0 + SEPARATION) * lambda_plus)),
         outlier_mass=float(outliers.sum() / evals.sum()) if evals.sum() > 0.0 else None,
@@ -235,8 +239,7 @@ def _decide(metrics: LayerMetrics, flip: str | None) -> _Decision:
         )
     ):
         return Phase.RANK_COLLAPSE, "near-zero eigenvalues >= 10%", tests
-    lambda_plus, tw_scale = metrics.mp_lambda_plus or 0.0, metrics.mp_tw_scale or 0.0
-    top = (float(metrics.lambda_max or 0.0) - lambda_plus) / tw_scale if tw_scale > 0.0 else math.inf
+    top = metrics.lambda_max_tw if metrics.lambda_max_tw is not None else math.inf
     if not outcome(_linear_test("outliers", top, TW_MARGIN, TW_BAND, True)):
         return Phase.RANDOM_LIKE, "no eigenvalue above lambda_+ + 2 s_TW", tests
     decades = metrics.tail_decades if metrics.tail_decades is not None else math.inf
@@ -275,7 +278,7 @@ def label(metrics: LayerMetrics) -> PhaseLabel:
     labels = alpha_label(metrics.alpha)
     if metrics.near_zero_fraction is None or metrics.num_outliers is None:
         return PhaseLabel(phase=None, alpha_label=labels)
-    if metrics.mp_lambda_plus is None and metrics.near_zero_fraction < RANK_COLLAPSE_FRACTION:
+    if metrics.tail_decades is None and metrics.near_zero_fraction < RANK_COLLAPSE_FRACTION:
         return PhaseLabel(phase=None, alpha_label=labels)
     if metrics.num_evals < MIN_EIGENVALUES:
         return PhaseLabel(phase=None, alpha_label=labels, rule=f"fewer than {MIN_EIGENVALUES} eigenvalues")

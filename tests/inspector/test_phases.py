@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from inspector.options import AnalysisOptions, Device
+from inspector.options import AnalysisOptions, Device, MPMethod
 from inspector.records import AlphaLabel, LayerMetrics, Phase
 from inspector.science.eigen import make_backend
 from inspector.science.metrics import measure_layer
@@ -25,6 +25,7 @@ BASE = LayerMetrics(
     mp_tw_scale=1.0,
     mp_bulk_ks=0.004,
     mp_bulk_ks_null=0.008,
+    lambda_max_tw=1.0,
     num_outliers=0,
     num_separated_spikes=0,
     near_edge_share=0.0,
@@ -38,7 +39,8 @@ def evidence(**changes: float | int | None) -> LayerMetrics:
     metrics = replace(BASE, **changes)  # type: ignore[arg-type]
     if "tail_decades" in changes and "lambda_max" not in changes:
         metrics = replace(metrics, lambda_max=100.0 * 10.0 ** float(changes["tail_decades"] or 0.0))
-    return metrics
+    # lambda_+ = 100 and s_TW = 1: lambda_max in TW units above the edge
+    return replace(metrics, lambda_max_tw=float(metrics.lambda_max or 0.0) - 100.0)
 
 
 @pytest.mark.parametrize(
@@ -211,3 +213,20 @@ def test_graded_signal_is_bulk_decay_not_heavy_tailed() -> None:
     V, _ = np.linalg.qr(rng.standard_normal((M, r)))
     W = rng.standard_normal((N, M)) / math.sqrt(N) + (U * (s_max * (1.0 - np.arange(r) / r))) @ V.T
     assert _phase(W) is Phase.BULK_DECAY
+
+
+def test_the_phase_is_read_from_the_quantile_fit_whatever_the_reported_mp_fit() -> None:
+    # --mp-fit kde changes the reported MP numbers (weightwatcher's fit), not the evidence of the phase.
+    rng = np.random.default_rng(21)
+    N, M = 600, 300
+    W = rng.standard_normal((N, M)) / math.sqrt(N)
+    u, v = rng.standard_normal(N), rng.standard_normal(M)
+    W += 2.5 * (N / M) ** -0.25 * np.outer(u / np.linalg.norm(u), v / np.linalg.norm(v))
+    backend = make_backend(Device.CPU)
+    default = measure_layer([W], N=N, M=M, scale=1.0, options=AnalysisOptions(), backend=backend)
+    kde = measure_layer(
+        [W], N=N, M=M, scale=1.0, options=AnalysisOptions(mp_method=MPMethod.KDE), backend=backend
+    )
+    assert kde.mp_sigma != default.mp_sigma
+    assert label(kde) == label(default)
+    assert label(default).phase is Phase.BULK_PLUS_SPIKES

@@ -24,8 +24,8 @@ SCALES = (1e-6, 1e-3, 0.37, 1e3, 1e6)
 SCALE_FREE = (
     "alpha", "D", "sigma", "num_pl_spikes", "num_fit_evals", "stable_rank", "entropy", "matrix_rank",
     "rank_loss", "near_zero_fraction", "mp_sigma", "mp_softrank", "num_spikes", "detX_num", "mp_bulk_ks",
-    "mp_bulk_ks_null", "num_outliers", "num_separated_spikes", "outlier_mass", "tail_decades",
-    "near_edge_share", "tail_lr", "tail_lr_p", "xmin_over_edge", "fit_low_confidence",
+    "mp_bulk_ks_null", "lambda_max_tw", "num_outliers", "num_separated_spikes", "outlier_mass",
+    "tail_decades", "near_edge_share", "tail_lr", "tail_lr_p", "xmin_over_edge", "fit_low_confidence",
 )  # fmt: skip
 
 
