@@ -57,6 +57,17 @@ class ReasonWords(str, Enum):
     PYTHON = "python"  # min_evals=10: the Python API's words
 
 
+class FitCut(str, Enum):
+    """Which small eigenvalues the power-law fit leaves out (inspector/science/metrics.py)."""
+
+    RELATIVE = (
+        "relative"  # those below the rank tolerance, lambda_max (N eps)^2 per matrix: scale-free (default)
+    )
+    ABSOLUTE = (
+        "absolute"  # those at or below `evals_threshold` on weightwatcher's scale (its EVALS_THRESH 1e-5)
+    )
+
+
 class MPMethod(str, Enum):
     """How the Marchenko-Pastur sigma of the bulk is fitted (inspector/science/mp.py)."""
 
@@ -66,7 +77,8 @@ class MPMethod(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class AnalysisOptions:
-    """Settings of one analysis. Defaults reproduce weightwatcher 0.7.7's default analyze().
+    """Settings of one analysis. Defaults reproduce weightwatcher 0.7.7's default analyze() except where a
+    field says otherwise (`fit_cut`: a scale-free cut instead of its absolute one).
 
     Attributes:
         min_evals: layers with fewer eigenvalues are skipped with a reason.
@@ -80,7 +92,12 @@ class AnalysisOptions:
         fit: tail distribution to fit.
         xmax: largest eigenvalue included in the fit (None: all).
         fix_fingers: finger remedy, or None.
-        evals_threshold: eigenvalues at or below this (on weightwatcher's scale) are left out of the fit.
+        fit_cut: which small eigenvalues the power-law fit leaves out. RELATIVE (default): those that do not
+            count towards the matrix rank (below lambda_max (N eps)^2 of their matrix, eps of the dtype the
+            weights arrived in), so alpha, xmin / lambda_max, D and the phase do not depend on the scale of
+            the weights; ABSOLUTE: those at or below `evals_threshold`, weightwatcher 0.7.7's rule.
+        evals_threshold: with fit_cut ABSOLUTE, eigenvalues at or below this (on weightwatcher's scale) are
+            left out of the fit.
         spike_rule: the MP spike margin.
         randomize: also analyse an element-shuffled copy of each matrix (correlation traps).
         seed: seed of every random draw (randomisation), so reports are reproducible.
@@ -123,6 +140,11 @@ class AnalysisOptions:
         None, min=0, min_open=True, help="Largest eigenvalue included in the fit (above 0).", unset="all"
     )
     fix_fingers: FixFingers | None = setting(None, help="Remedy for a few isolated large eigenvalues.")
+    fit_cut: FitCut = setting(
+        FitCut.RELATIVE,
+        help="Small eigenvalues the power-law fit leaves out: relative (below the rank tolerance, "
+        "scale-free) or absolute (at or below 1e-5 on weightwatcher's scale, its EVALS_THRESH).",
+    )
     evals_threshold: float = 1e-5
     spike_rule: SpikeRule = setting(
         SpikeRule.TRACY_WIDOM, help="MP spike margin: tw (λ₊ + 2 s_TW) or ww (λ₊ + √s_TW, weightwatcher)."

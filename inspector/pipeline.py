@@ -35,8 +35,8 @@ from inspector.records import EsdSample, FileError, LayerRecord, ModelReport, St
 from inspector.science.eigen import CpuBackend, EigenBackend, FloatArray, make_backend
 from inspector.science.esd import sample_spectrum
 from inspector.science.metrics import measure_layer
-from inspector.science.phases import classify_metrics
-from inspector.science.summary import alpha_label, summarize
+from inspector.science.phases import label
+from inspector.science.summary import summarize
 from inspector.workers import can_fork, ordered_map, resolve_jobs
 
 #: Called after each layer with (layer name, layers done, layers in the file).
@@ -111,12 +111,16 @@ def _measured(
         return replace(record, status=Status.FAILED, reason=exc.message, slice_index=slice_index)
     num_slices = 1 if slice_index is not None else record.num_slices
     spectrum = keeping.sample(scale, N, options, metrics.lambda_max) if keeping is not None else None
+    labels = label(metrics)
     return replace(
         record,
         status=Status.ANALYZED,
         metrics=metrics,
-        phase=classify_metrics(metrics, M),
-        alpha_label=alpha_label(metrics.alpha),
+        phase=labels.phase,
+        phase_confidence=labels.confidence,
+        phase_neighbour=labels.neighbour,
+        phase_rule=labels.rule,
+        alpha_label=labels.alpha_label,
         slice_index=slice_index,
         num_slices=num_slices,
         spectrum=spectrum,

@@ -12,7 +12,7 @@ from typing import Any
 
 from inspector import __version__
 from inspector.gate import GateResult, Violation
-from inspector.options import AnalysisOptions
+from inspector.options import AnalysisOptions, FitCut
 from inspector.records import LayerMetrics, LayerRecord, ModelReport, Summary
 from inspector.render import finite_or_none
 
@@ -40,6 +40,8 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
             "fit_sees": (
                 f"eigenvalues > {options.evals_threshold:g} on weightwatcher's scale "
                 f"(s^2, conv x {options.conv_scale:g})"
+                if options.fit_cut == FitCut.ABSOLUTE
+                else "eigenvalues counted in the matrix rank (> lambda_max (N eps)^2 of their matrix)"
             ),
             "log_base": 10,
         }
@@ -77,6 +79,9 @@ def layer_dict(layer: LayerRecord) -> dict[str, Any]:
         "stored_name": layer.stored_name,
         "source_op": layer.source_op,
         "phase": layer.phase.value if layer.phase is not None else None,
+        "phase_confidence": layer.phase_confidence,
+        "phase_neighbour": layer.phase_neighbour.value if layer.phase_neighbour is not None else None,
+        "phase_rule": layer.phase_rule,
         "alpha_label": layer.alpha_label.value if layer.alpha_label is not None else None,
     }
     metrics = _metrics_dict(layer.metrics)

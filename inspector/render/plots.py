@@ -29,7 +29,7 @@ from inspector.records import EsdSample, LayerRecord, ModelReport, Phase, Status
 from inspector.render import safe_text, view
 from inspector.science.esd import SAMPLE_LIMIT, TAIL_KEEP, sample_spectrum  # noqa: F401 - re-exported
 from inspector.science.mp import mp_edges, mp_pdf
-from inspector.science.summary import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
+from inspector.science.phases import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -17,9 +17,8 @@ from enum import Enum, IntEnum
 from inspector.gate import GateResult, Rule
 from inspector.records import LayerMetrics, LayerRecord, ModelReport, Phase, Status, Summary
 from inspector.render import safe_text
-from inspector.science.phases import HEAVY_TAILED_MAX_D
+from inspector.science.phases import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
 from inspector.science.powerlaw import SMALL_N_CUTOFF, TPL_ALPHA_BOUNDS
-from inspector.science.summary import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
 
 # --- Characters -----------------------------------------------------------------------------------------
 
@@ -380,13 +379,11 @@ BOUNDARY_MARK = "~"
 
 def phase_boundary(layer: LayerRecord) -> tuple[Phase, float | None] | None:
     """The neighbouring phase and the confidence when the phase classifier says the evidence sits on the
-    boundary between two phases (records carry `phase_neighbour` and `phase_confidence` from it; records
-    without them, older reports among them, have no boundary)."""
-    neighbour = getattr(layer, "phase_neighbour", None)
-    if not isinstance(neighbour, Phase) or neighbour is layer.phase:
+    boundary between two phases (its `phase_neighbour`, with `phase_confidence`)."""
+    neighbour = layer.phase_neighbour
+    if neighbour is None or neighbour is layer.phase:
         return None
-    confidence = getattr(layer, "phase_confidence", None)
-    return neighbour, confidence if isinstance(confidence, float) else None
+    return neighbour, layer.phase_confidence
 
 
 #: How close (relative) to a bound of the truncated power law's search an alpha counts as on it.
@@ -471,7 +468,7 @@ class Concern(IntEnum):
     CORRELATION_TRAPS = 4
     BLEEDING_OUT = 5
     THIN_TAIL = 6
-    POOR_FIT = 7
+    NO_POWER_LAW = 7
     AT_BOUND = 8
     PHASE_BOUNDARY = 9
     LOW_CONFIDENCE = 10
@@ -534,14 +531,10 @@ def _concerns(row: Row) -> list[Finding]:
                 f"alpha {alpha:.2f} > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
             )
         )
-    if phase is Phase.BULK_DECAY and metrics.D is not None and metrics.D > HEAVY_TAILED_MAX_D:
-        found.append(
-            Finding(
-                row,
-                Concern.POOR_FIT,
-                f"power law fits the tail poorly (D {metrics.D:.3f} > {HEAVY_TAILED_MAX_D:g})",
-            )
-        )
+    if phase is Phase.BULK_DECAY:
+        # The classifier's deciding rule says why the tail is not (yet) a power law.
+        why = layer.phase_rule or CONCERN_TEXT[Concern.NO_POWER_LAW]
+        found.append(Finding(row, Concern.NO_POWER_LAW, f"bulk-decay: {why}"))
     if alpha_at_bound(metrics):
         found.append(Finding(row, Concern.AT_BOUND, CONCERN_TEXT[Concern.AT_BOUND]))
     boundary = phase_boundary(layer)
@@ -570,7 +563,7 @@ CONCERN_TEXT: dict[Concern, str] = {
     Concern.CORRELATION_TRAPS: "correlation traps: spikes that survive shuffling the weights",
     Concern.BLEEDING_OUT: "bleeding-out: barely moved from random",
     Concern.THIN_TAIL: f"alpha > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
-    Concern.POOR_FIT: f"power law fits the tail poorly (D > {HEAVY_TAILED_MAX_D:g})",
+    Concern.NO_POWER_LAW: "bulk-decay: an eroded bulk edge without a power-law tail",
     Concern.AT_BOUND: "alpha stopped on the truncated power law's bound: the tail is no power law",
     Concern.PHASE_BOUNDARY: "the evidence sits on the boundary between two phases",
     Concern.LOW_CONFIDENCE: f"alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues: uncertain",
