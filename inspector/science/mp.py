@@ -143,7 +143,7 @@ def tracy_widom_scale(sigma2: float, Q: float, M: int) -> float:
     """s_TW = sigma^2 Q^(-1/2) (1 + Q^(-1/2))^(4/3) M^(-2/3): the TW fluctuation scale of lambda_max at the
     MP edge of M eigenvalues with aspect ratio Q and variance sigma^2 (module docstring)."""
     q = 1.0 / math.sqrt(Q)
-    return sigma2 * q * (1.0 + q) ** (4.0 / 3.0) * float(M) ** (-2.0 / 3.0)
+    return sigma2 * q * math.pow(1.0 + q, 4.0 / 3.0) * math.pow(M, -2.0 / 3.0)
 
 
 def _quantile_sigma(x: FloatArray, Q: float) -> float:
