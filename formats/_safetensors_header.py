@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formats._binary import ITEMSIZE, MAX_ELEMENTS
+from formats._binary import ITEMSIZE, MAX_ELEMENTS, read_head
 from formats._json import parse_strict_json
+from formats._lfs import is_pointer, pointer_error
 from formats._messages import quote_name, short_value
-from formats.errors import CorruptFileError
+from formats.errors import CorruptFileError, UnknownFormatError
 from formats.skip_reasons import not_floating_point, not_supported
 from formats.types import DType
 
@@ -36,6 +37,8 @@ MAX_ENTRIES = 1_000_000
 MAX_DIMS = 32
 #: Bytes of the header length that starts every file.
 LENGTH_BYTES = 8
+#: Bytes of a file that is not safetensors shown in the message (its first line, when it is text).
+SHOWN_START = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,20 @@ def _check_layout(file: File, entries: tuple[Entry, ...]) -> tuple[str, ...]:
     )
 
 
+def _not_safetensors(start: bytes, path: Path) -> None:
+    """Raise when a file whose header length makes no sense is not safetensors at all: a Git LFS pointer,
+    or any file that does not have the `{` of the JSON header after the length (a text file)."""
+    if start[LENGTH_BYTES : LENGTH_BYTES + 1] == b"{":
+        return  # safetensors, with a broken length: the caller says what is wrong with it
+    head = read_head(path, SHOWN_START)
+    if is_pointer(head):
+        raise pointer_error(path)
+    first = head.split(b"\n", 1)[0]
+    text = all(32 <= byte < 127 or byte == 9 for byte in first)
+    shown = repr(first.decode("ascii")) if text and first else head[:16].hex(" ")
+    raise UnknownFormatError(f"not a safetensors file: it starts with {shown}, not a header", path=path)
+
+
 def _read_raw_header(path: Path) -> tuple[int, int, bytes]:
     """Return (file size, header length, header bytes) after checking the length against cap and file."""
     try:
@@ -220,7 +237,11 @@ def _read_raw_header(path: Path) -> tuple[int, int, bytes]:
                     f"file is {file_size} bytes, too short for the 8-byte safetensors header length",
                     path=path,
                 )
-            (header_size,) = struct.unpack("<Q", handle.read(LENGTH_BYTES))
+            start = handle.read(LENGTH_BYTES + 1)
+            (header_size,) = struct.unpack("<Q", start[:LENGTH_BYTES])
+            if header_size > MAX_HEADER_BYTES or LENGTH_BYTES + header_size > file_size:
+                _not_safetensors(start, path)  # a text file or a pointer, rather than a broken header
+            handle.seek(LENGTH_BYTES)
             if header_size > MAX_HEADER_BYTES:
                 raise CorruptFileError(
                     f"header length {header_size} exceeds the limit of {MAX_HEADER_BYTES} bytes", path=path

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from formats._binary import read_head
+from formats._lfs import is_pointer, pointer_error
 from formats.errors import UnknownFormatError
 from formats.types import Reader
 
@@ -80,15 +81,18 @@ def detect(path: Path) -> FormatSpec:
 
     Raises:
         UnknownFormatError: nothing recognised the file or directory; the message lists what was tried.
+        UnsupportedFormatError: the file is a Git LFS pointer, not the model it stands for.
         CorruptFileError: the file exists but cannot be read at all.
     """
     if path.is_dir():
         for spec in _specs_in_detection_order():
             if spec.claims_directory is not None and spec.claims_directory(path):
                 return spec
-        message = f"no sharded checkpoint found in this directory (tried {_tried()})"
+        message = f"no model file and no sharded checkpoint in this folder (tried {_tried()})"
         raise UnknownFormatError(message, path=path)
     head = read_head(path, HEAD_SIZE)
+    if is_pointer(head):
+        raise pointer_error(path)
     for spec in _specs_in_detection_order():
         if spec.sniff(head, path):
             return spec

@@ -1,13 +1,11 @@
 """wwinspect's analysis: layer matrices, spectra, fits, records, renderers and the CLI.
 
-A small Python API for scripts:
+The Python API is `wwinspect.analyze` (`inspector.api`: paths, state dicts, torch modules). `analyze` here
+is its path-only core, returning the plain `ModelReport`:
 
-    from pathlib import Path
     from inspector import AnalysisOptions, analyze
 
-    report = analyze(Path("model.safetensors"))
-    for layer in report.layers:
-        print(layer.name, layer.metrics.alpha if layer.metrics else layer.reason)
+    report = analyze("model.safetensors", AnalysisOptions(min_evals=20))
 """
 
 from __future__ import annotations
@@ -27,13 +25,17 @@ def analyze(path: Path | str, options: AnalysisOptions | None = None, *, jobs: i
     to gain from them; the report is the same either way (to rounding).
 
     Raises:
+        ModelNotFoundError: the path names nothing (not a corrupt file: it is not there).
         formats.FormatError: the file cannot be read.
     """
+    from inspector.errors import ModelNotFoundError
     from inspector.pipeline import analyze_file
     from inspector.science.eigen import make_backend
     from inspector.workers import resolve_jobs
 
     chosen = options or AnalysisOptions()
+    if not Path(path).exists():
+        raise ModelNotFoundError(f"no such file or directory: {path}")
     return analyze_file(Path(path), chosen, make_backend(chosen.device), jobs=resolve_jobs(jobs))
 
 

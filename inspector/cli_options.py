@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from inspector.errors import UsageError
 from inspector.settings import SettingSpec
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -36,7 +37,12 @@ def option_parameters(spec: SettingSpec) -> list[inspect.Parameter]:
     # list[kind], built at run time: a repeatable option
     value_type: Any = GenericAlias(list, (spec.kind,)) if spec.repeated else spec.kind
     option = typer.Option(
-        *declarations, help=spec.help_text(), metavar=meta.metavar, min=meta.min, max=meta.max
+        *declarations,
+        help=spec.help_text(),
+        metavar=meta.metavar,
+        # typer has no open bounds: an open lower bound is left to `resolve_run`, which checks every bound
+        min=None if meta.min_open else meta.min,
+        max=meta.max,
     )
     parameters = [
         inspect.Parameter(
@@ -82,7 +88,11 @@ def setting_options(specs: Iterable[SettingSpec]) -> Callable[[Command], Command
 
 
 def given_flags(specs: Iterable[SettingSpec], values: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings given on the command line, keyed like the config; a shortcut wins over its setting."""
+    """The settings given on the command line, keyed like the config.
+
+    Raises:
+        UsageError: a shortcut and its setting given with different values (`--json --format csv`).
+    """
     given: dict[str, Any] = {}
     for spec in specs:
         value = values.get(spec.param)
@@ -91,6 +101,10 @@ def given_flags(specs: Iterable[SettingSpec], values: Mapping[str, Any]) -> dict
         elif not spec.repeated and value is not None:
             given[spec.key] = value
         for flag, fixed in spec.meta.shortcuts:
-            if values.get(_param_name(flag)):
-                given[spec.key] = fixed
+            if not values.get(_param_name(flag)):
+                continue
+            if spec.key in given and given[spec.key] != fixed:
+                shown = getattr(given[spec.key], "value", given[spec.key])
+                raise UsageError(f"{flag} contradicts {spec.flag} {shown}: give one of them")
+            given[spec.key] = fixed
     return given

@@ -18,3 +18,15 @@ class LayerFailedError(InspectError):
 
     The pipeline records the layer as failed with this message as its reason and goes on.
     """
+
+
+class ModelNotFoundError(UsageError, FileNotFoundError):
+    """A path names no file or folder: a usage error (exit 2), never a corrupt file.
+
+    It is also a `FileNotFoundError`, so that scripts calling `wwinspect.analyze` catch it as they would
+    from `open()`.
+    """
+
+
+class OptionError(UsageError, ValueError):
+    """An option given to the Python API is unknown or out of its bounds (a `ValueError` too)."""

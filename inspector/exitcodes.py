@@ -23,6 +23,21 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
+#: What each code means, in the words docs/cli.md and the README show (a test checks both).
+MEANING: dict[ExitCode, str] = {
+    ExitCode.OK: "analysed; no gate violated (or `--exit-zero`)",
+    ExitCode.GATE_FAILED: "analysed; at least one gate violated (reasons on stderr)",
+    ExitCode.USAGE: (
+        "usage error: bad option, missing path, bad config or baseline, unwritable output: nothing was read"
+    ),
+    ExitCode.UNREADABLE: (
+        "a model file could not be read: truncated, corrupt, unsupported, a Git LFS pointer, or unsafe"
+    ),
+    ExitCode.NOTHING_ANALYSED: "nothing analysable: every layer of every file was skipped (stderr says why)",
+    ExitCode.INTERNAL: "internal error (a bug): re-run with `--debug` and report it",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C): what was finished is reported",
+}
+
 #: First match wins, so specific types come before their parents.
 EXIT_FOR_ERROR: tuple[tuple[type[WWInspectError], ExitCode], ...] = (
     (UsageError, ExitCode.USAGE),

@@ -43,8 +43,9 @@ import numpy.typing as npt
 from formats.skip_reasons import not_a_matrix, not_floating_point, too_few_dimensions, too_many_dimensions
 from formats.types import DType, FormatHint, Layout, ModelStructure, Role, TensorInfo, WeightKind
 from inspector.fused import MatrixPart, split_tensor
-from inspector.options import AnalysisOptions
+from inspector.options import AnalysisOptions, ReasonWords
 from inspector.records import LayerKind, LayerRecord, Status
+from inspector.settings import collect
 
 
 class SliceAxes(str, Enum):
@@ -126,6 +127,20 @@ _MLP_NAME = re.compile(
 #: channel offsets even when stored 2-D (one row per expert), never a matrix.
 _BIAS_NAME = re.compile(r"(?:^|[._/])bias$")
 _OUTPUT_NAME = re.compile(r"(^lm_head|^output\.|^classifier|^head\.|^fc\.|^logits)", re.IGNORECASE)
+
+
+#: The flag of each setting a skip reason names (from the settings' one declaration).
+_FLAGS = {spec.field: spec.flag for spec in collect(AnalysisOptions)}
+
+#: Tensors that models register as buffers, not trained weights, known by their names: attention masks
+#: (GPT-2's `attn.bias` and `attn.masked_bias`), STFT and mel filter banks of audio front ends, rotary
+#: frequencies, position ids, batch-norm statistics. A 2-D one would otherwise be scored as a layer.
+BUFFER_NAME = re.compile(
+    r"(?:^|[./])(?:attn\.(?:masked_)?bias|(?:forward|inverse)_basis(?:_buffer)?|mel_basis|stft[._]\w*basis\w*"
+    r"|window|position_ids|inv_freq|freqs_cis|causal_mask|attn_mask|relative_position_index"
+    r"|num_batches_tracked|running_(?:mean|var))$"
+)
+BUFFER_REASON = "a registered buffer by its name (a mask, filter bank or statistic), not a trained weight"
 
 
 def guess_role(name: str, kind: LayerKind) -> Role | None:
@@ -253,6 +268,8 @@ def plan_layer(
 
     if info.skip_reason is not None:
         return _skip(kind, role, info.skip_reason)
+    if BUFFER_NAME.search(info.name):
+        return _skip(kind, role, BUFFER_REASON)
     if not (info.dtype.is_float or info.dtype is DType.QUANTIZED):
         return _skip(kind, role, not_floating_point(info.dtype.value))
 
@@ -297,26 +314,41 @@ def plan_layer(
     return _apply_filters(plan, info, options)
 
 
+def _setting(options: AnalysisOptions, field: str, value: object) -> str:
+    """A setting and its value as the run's words name it: `--min-evals 10` on the command line (the flag of
+    the field's declaration), `min_evals=10` in Python."""
+    if options.reason_words is ReasonWords.PYTHON:
+        return f"{field}={value!r}"
+    shown = " ".join(repr(item) for item in value) if isinstance(value, tuple) else str(value)
+    return f"{_FLAGS[field]} {shown}"
+
+
+def _evals(count: int, per_slice: bool) -> str:
+    """'1 eigenvalue', '3 eigenvalues per slice'."""
+    return f"{count} eigenvalue{'' if count == 1 else 's'}{' per slice' if per_slice else ''}"
+
+
 def _apply_filters(plan: LayerPlan, info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
     """Name filters, then the eigenvalue-count bounds; each skip says which option caused it.
 
     A filtered layer keeps its dimensions and slice count, so its record still says what it is.
     """
     if options.layer_globs and _matches(info.name, info.aliases, options.layer_globs) is None:
-        reason = "not selected by --layer " + " ".join(repr(glob) for glob in options.layer_globs)
+        reason = "not selected by " + _setting(options, "layer_globs", options.layer_globs)
         return replace(plan, skip_reason=reason)
     excluded = _matches(info.name, info.aliases, options.exclude_globs)
     if excluded is not None:
-        return replace(plan, skip_reason=f"excluded by --exclude {excluded!r}")
+        return replace(plan, skip_reason="excluded by " + _setting(options, "exclude_globs", (excluded,)))
     if plan.M == 0:
         return replace(plan, skip_reason="empty tensor (a dimension is 0)")
     per_slice = plan.slice_axes.per_slice(options.pool_conv)
     count = (plan.M or 0) if per_slice else plan.num_evals
     if count < options.min_evals:
-        unit = "eigenvalues per slice" if per_slice else "eigenvalues"
-        return replace(plan, skip_reason=f"{count} {unit}, fewer than --min-evals {options.min_evals}")
+        bound = _setting(options, "min_evals", options.min_evals)
+        return replace(plan, skip_reason=f"{_evals(count, per_slice)}, fewer than {bound}")
     if options.max_evals is not None and count > options.max_evals:
-        return replace(plan, skip_reason=f"{count} eigenvalues, more than --max-evals {options.max_evals}")
+        bound = _setting(options, "max_evals", options.max_evals)
+        return replace(plan, skip_reason=f"{_evals(count, per_slice)}, more than {bound}")
     return plan
 
 
@@ -368,6 +400,8 @@ def part_record(record: LayerRecord, part: MatrixPart, options: AnalysisOptions)
         aliases=(),
     )
     if min(rows, cols) < options.min_evals:
-        reason = f"{min(rows, cols)} eigenvalues, fewer than --min-evals {options.min_evals}"
-        return replace(named, status=Status.SKIPPED, reason=reason)
+        bound = _setting(options, "min_evals", options.min_evals)
+        return replace(
+            named, status=Status.SKIPPED, reason=f"{_evals(min(rows, cols), False)}, fewer than {bound}"
+        )
     return named

@@ -51,6 +51,24 @@ class SpikeRule(str, Enum):
     WEIGHTWATCHER = "ww"  # lambda_+ + sqrt(s_TW), weightwatcher 0.7.7's margin
 
 
+class ReasonWords(str, Enum):
+    """How the reasons of skipped layers name the setting that skipped them."""
+
+    FLAGS = "flags"  # --min-evals 10: the command line's words (and the JSON report's)
+    PYTHON = "python"  # min_evals=10: the Python API's words
+
+
+class FitCut(str, Enum):
+    """Which small eigenvalues the power-law fit leaves out (inspector/science/metrics.py)."""
+
+    RELATIVE = (
+        "relative"  # those below the rank tolerance, lambda_max (N eps)^2 per matrix: scale-free (default)
+    )
+    ABSOLUTE = (
+        "absolute"  # those at or below `evals_threshold` on weightwatcher's scale (its EVALS_THRESH 1e-5)
+    )
+
+
 class MPMethod(str, Enum):
     """How the Marchenko-Pastur sigma of the bulk is fitted (inspector/science/mp.py)."""
 
@@ -60,7 +78,8 @@ class MPMethod(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class AnalysisOptions:
-    """Settings of one analysis. Defaults reproduce weightwatcher 0.7.7's default analyze().
+    """Settings of one analysis. Defaults reproduce weightwatcher 0.7.7's default analyze() except where a
+    field says otherwise (`fit_cut`: a scale-free cut instead of its absolute one).
 
     Attributes:
         min_evals: layers with fewer eigenvalues are skipped with a reason.
@@ -74,7 +93,12 @@ class AnalysisOptions:
         fit: tail distribution to fit.
         xmax: largest eigenvalue included in the fit (None: all).
         fix_fingers: finger remedy, or None.
-        evals_threshold: eigenvalues at or below this (on weightwatcher's scale) are left out of the fit.
+        fit_cut: which small eigenvalues the power-law fit leaves out. RELATIVE (default): those that do not
+            count towards the matrix rank (below lambda_max (N eps)^2 of their matrix, eps of the dtype the
+            weights arrived in), so alpha, xmin / lambda_max, D and the phase do not depend on the scale of
+            the weights; ABSOLUTE: those at or below `evals_threshold`, weightwatcher 0.7.7's rule.
+        evals_threshold: with fit_cut ABSOLUTE, eigenvalues at or below this (on weightwatcher's scale) are
+            left out of the fit.
         spike_rule: the MP spike margin.
         randomize: also analyse an element-shuffled copy of each matrix (correlation traps).
         seed: seed of every random draw (randomisation), so reports are reproducible.
@@ -85,6 +109,8 @@ class AnalysisOptions:
         split_fused: analyse fused projections (QKV, gate/up) as their logical parts (inspector.fused).
         per_head: analyse attention projections one head at a time.
         base: the base model a LoRA/PEFT adapter applies to: analyse the merged weights against it.
+        reason_words: whether skip reasons name settings as flags (`--min-evals 10`) or as Python
+            (`min_evals=10`); the API sets PYTHON. Changes words, never a number.
     """
 
     min_evals: int = setting(10, help="Skip layers with fewer eigenvalues.", min=1)
@@ -114,8 +140,15 @@ class AnalysisOptions:
     fit: FitMethod = setting(
         FitMethod.POWER_LAW, help="Tail distribution: pl (power law) or tpl (truncated power law)."
     )
-    xmax: float | None = setting(None, help="Largest eigenvalue included in the fit.", unset="all")
+    xmax: float | None = setting(
+        None, min=0, min_open=True, help="Largest eigenvalue included in the fit (above 0).", unset="all"
+    )
     fix_fingers: FixFingers | None = setting(None, help="Remedy for a few isolated large eigenvalues.")
+    fit_cut: FitCut = setting(
+        FitCut.RELATIVE,
+        help="Small eigenvalues the power-law fit leaves out: relative (below the rank tolerance, "
+        "scale-free) or absolute (at or below 1e-5 on weightwatcher's scale, its EVALS_THRESH).",
+    )
     evals_threshold: float = 1e-5
     spike_rule: SpikeRule = setting(
         SpikeRule.TRACY_WIDOM, help="MP spike margin: tw (λ₊ + 2 s_TW) or ww (λ₊ + √s_TW, weightwatcher)."
@@ -132,7 +165,11 @@ class AnalysisOptions:
         help="MP sigma fit: quantile (robust) or kde (weightwatcher's mp_fit).",
     )
     xmin_max: float | None = setting(
-        None, metavar="X", help="With --fix-fingers xmin_peak: the largest xmin considered."
+        None,
+        metavar="X",
+        min=0,
+        min_open=True,
+        help="With --fix-fingers xmin_peak: the largest xmin considered (above 0).",
     )
     max_fingers: int = setting(10, min=1, help="With --fix-fingers clip_xmax: most eigenvalues clipped.")
     finger_thresh: float = setting(
@@ -152,3 +189,4 @@ class AnalysisOptions:
         unset="none",
         help="With a LoRA/PEFT adapter: the base model; analyse the merged weights and compare with it.",
     )
+    reason_words: ReasonWords = ReasonWords.FLAGS

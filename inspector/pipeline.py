@@ -10,6 +10,10 @@ With `jobs` > 1 and enough work (`min_parallel_work`), the tensors are shared ou
 numbers, so no weights cross a pipe and memory stays bounded by `jobs` times the largest layer. The records
 and their order are the same as in one process, and so is every number up to rounding (BLAS may sum in
 another order with another thread count); only the wall-clock time differs.
+
+`AnalysisHooks` lets a caller follow the run as it goes (a file listed, each record, each finished
+report: streamed JSON Lines, progress, what to print when Ctrl-C stops the run); `keep_spectra` keeps a
+bounded sample of each analysed layer's eigenvalues on its record, for plots.
 """
 
 from __future__ import annotations
@@ -29,15 +33,31 @@ from inspector.errors import LayerFailedError, UsageError
 from inspector.groups import summarize_groups
 from inspector.layers import LayerPlan, layer_matrices, part_plan, part_record, part_values, plan_layer
 from inspector.options import AnalysisOptions
-from inspector.records import FileError, LayerRecord, ModelReport, Status
-from inspector.science.eigen import CpuBackend, EigenBackend, make_backend
+from inspector.records import EsdSample, FileError, LayerRecord, ModelReport, Status
+from inspector.science.eigen import CpuBackend, EigenBackend, FloatArray, make_backend
+from inspector.science.esd import sample_spectrum
 from inspector.science.metrics import measure_layer
-from inspector.science.phases import classify_metrics
-from inspector.science.summary import alpha_label, summarize
+from inspector.science.phases import label
+from inspector.science.summary import summarize
 from inspector.workers import can_fork, ordered_map, resolve_jobs
 
 #: Called after each layer with (layer name, layers done, layers in the file).
 ProgressCallback = Callable[[str, int, int], None]
+
+#: Called when a file is listed: (path, its format, tensors listed).
+ListedCallback = Callable[[Path, str, int], None]
+#: Called with each record as it is finished, in file order: (path, format, record).
+RecordCallback = Callable[[Path, str, LayerRecord], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisHooks:
+    """Callbacks that follow a run; each is optional and none changes a number."""
+
+    listed: ListedCallback | None = None
+    record: RecordCallback | None = None
+    finished: Callable[[ModelReport], None] | None = None
+
 
 #: Below this much work (see `_work`; 1e9 is about 0.1 s on one core) a file is analysed in one process:
 #: forking workers and re-opening the file in each costs more than it saves on small models.
@@ -83,27 +103,85 @@ def _measured(
     options: AnalysisOptions,
     backend: EigenBackend,
     slice_index: int | None = None,
+    keep_spectrum: bool = False,
 ) -> LayerRecord:
     """Measure one (pooled or single-slice) ESD and fill the record; numerical failures become FAILED."""
     N, M = record.N or 0, record.M or 0
+    keeping = _KeepingBackend(backend) if keep_spectrum else None
     try:
-        metrics = measure_layer(matrices, N=N, M=M, scale=scale, options=options, backend=backend)
+        metrics = measure_layer(matrices, N=N, M=M, scale=scale, options=options, backend=keeping or backend)
     except LayerFailedError as exc:
         return replace(record, status=Status.FAILED, reason=exc.message, slice_index=slice_index)
     num_slices = 1 if slice_index is not None else record.num_slices
+    spectrum = keeping.sample(scale, N, options, metrics.lambda_max) if keeping is not None else None
+    labels = label(metrics)
     return replace(
         record,
         status=Status.ANALYZED,
         metrics=metrics,
-        phase=classify_metrics(metrics, M),
-        alpha_label=alpha_label(metrics.alpha),
+        phase=labels.phase,
+        phase_confidence=labels.confidence,
+        phase_neighbour=labels.neighbour,
+        phase_rule=labels.rule,
+        alpha_label=labels.alpha_label,
         slice_index=slice_index,
         num_slices=num_slices,
+        spectrum=spectrum,
     )
 
 
+def measure_record(
+    record: LayerRecord,
+    matrices: Sequence[np.ndarray],
+    scale: float,
+    options: AnalysisOptions,
+    backend: EigenBackend,
+) -> LayerRecord:
+    """`record` measured on `matrices` (N x M each, as its plan says), classified as the pipeline does;
+    numerical failures make it FAILED. `wwinspect compare` measures the update W_B - W_A this way."""
+    return _measured(record, matrices, scale, options, backend)
+
+
+class _KeepingBackend:
+    """A backend that remembers the first eigenvalues it computes: those of the layer's own matrices
+    (`measure_layer` computes them first; a shuffled copy under --randomize comes later)."""
+
+    def __init__(self, inner: EigenBackend) -> None:
+        self._inner = inner
+        self.first: tuple[FloatArray, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    def eigenvalues(self, matrix: np.ndarray) -> FloatArray:
+        values = self._inner.eigenvalues(matrix)
+        if self.first is None:
+            self.first = (values,)
+        return values
+
+    def eigenvalues_batch(self, matrices: np.ndarray) -> FloatArray:
+        values = self._inner.eigenvalues_batch(matrices)
+        if self.first is None:
+            self.first = tuple(values)
+        return values
+
+    def sample(
+        self, scale: float, N: int, options: AnalysisOptions, lambda_max: float | None
+    ) -> EsdSample | None:
+        """The kept eigenvalues on the report's scale, sampled; None if they are not the measured ESD's
+        (its largest eigenvalue must be the record's lambda_max), so a plot never shows another spectrum."""
+        if self.first is None or lambda_max is None:
+            return None
+        unit = 1.0 / N if options.normalization.value == "per-n" else 1.0
+        values = np.sort(np.concatenate(self.first)) * scale * unit
+        if values.size == 0 or not np.isclose(values[-1], lambda_max, rtol=1e-9, atol=0.0):
+            return None
+        return sample_spectrum(values)
+
+
 def _analyze_tensor(
-    pending: _Pending, options: AnalysisOptions, backend: EigenBackend
+    pending: _Pending, options: AnalysisOptions, backend: EigenBackend, keep_spectra: bool = False
 ) -> Iterator[LayerRecord]:
     """Records for one tensor: one when pooled or skipped, one per slice for experts and per-slice conv
     mode, one per part (and per expert) for split fused projections and heads."""
@@ -130,32 +208,55 @@ def _analyze_tensor(
                 part_values(values, part),
                 options,
                 backend,
+                keep_spectra,
             )
     else:
-        yield from _measured_plan(record, plan, values, options, backend)
+        yield from _measured_plan(record, plan, values, options, backend, keep_spectra)
     del values  # release the tensor before the next one is read
 
 
 def _measured_plan(
-    record: LayerRecord, plan: LayerPlan, values: np.ndarray, options: AnalysisOptions, backend: EigenBackend
+    record: LayerRecord,
+    plan: LayerPlan,
+    values: np.ndarray,
+    options: AnalysisOptions,
+    backend: EigenBackend,
+    keep_spectra: bool,
 ) -> Iterator[LayerRecord]:
+    """The records of one (part of a) tensor: one per slice for experts and per-slice conv, else one."""
     if record.status is Status.SKIPPED:
         yield record
         return
     matrices = layer_matrices(plan, values)
     if plan.slice_axes.per_slice(options.pool_conv):
         measured = [
-            _measured(record, [matrix], plan.scale, options, backend, slice_index=position)
+            _measured(
+                record,
+                [matrix],
+                plan.scale,
+                options,
+                backend,
+                slice_index=position,
+                keep_spectrum=keep_spectra,
+            )
             for position, matrix in enumerate(matrices)
         ]
     else:
-        measured = [_measured(record, matrices, plan.scale, options, backend)]
+        measured = [_measured(record, matrices, plan.scale, options, backend, keep_spectrum=keep_spectra)]
+    del matrices
     for result in measured:
         if plan.rank is not None and plan.rank < options.min_evals and result.metrics is not None:
             # A rank-r matrix (a LoRA update) has r nonzero eigenvalues: too few to fit a tail.
             metrics = without_fit(result.metrics)
+            labels = label(metrics)
             result = replace(
-                result, metrics=metrics, phase=classify_metrics(metrics, result.M or 0), alpha_label=None
+                result,
+                metrics=metrics,
+                phase=labels.phase,
+                phase_confidence=labels.confidence,
+                phase_neighbour=labels.neighbour,
+                phase_rule=labels.rule,
+                alpha_label=labels.alpha_label,
             )
         yield result
 
@@ -217,26 +318,66 @@ def analyze_file(
     *,
     jobs: int = 1,
     min_parallel_work: float = MIN_PARALLEL_WORK,
+    hooks: AnalysisHooks | None = None,
+    keep_spectra: bool = False,
 ) -> ModelReport:
     """Analyse every layer of one model file or sharded directory, in up to `jobs` processes.
 
     Raises:
         FormatError: the file cannot be read (the caller turns it into the report's error).
     """
-    with open_for_analysis(path, options) as reader, contextlib.ExitStack() as stack:
+    with open_for_analysis(path, options) as reader:
+        return analyze_reader(
+            reader,
+            path,
+            options,
+            backend,
+            progress,
+            jobs=jobs,
+            min_parallel_work=min_parallel_work,
+            hooks=hooks,
+            keep_spectra=keep_spectra,
+        )
+
+
+def analyze_reader(
+    reader: Reader,
+    path: Path,
+    options: AnalysisOptions,
+    backend: EigenBackend,
+    progress: ProgressCallback | None = None,
+    *,
+    jobs: int = 1,
+    min_parallel_work: float = MIN_PARALLEL_WORK,
+    hooks: AnalysisHooks | None = None,
+    keep_spectra: bool = False,
+    reopen: bool = True,
+) -> ModelReport:
+    """Analyse the tensors of an open reader; `path` names it in the report. `reopen=False`: a reader
+    that cannot be opened again from `path` in a worker (tensors in memory) is analysed in one process.
+
+    Raises:
+        FormatError: the file cannot be read.
+    """
+    chosen = hooks or AnalysisHooks()
+    with contextlib.ExitStack() as stack:
         pending = [
             _Pending(index, ref, plan_layer(ref.info, options, reader.structure))
             for index, ref in enumerate(reader.tensors())
         ]
+        if chosen.listed is not None:
+            chosen.listed(path, reader.format, len(pending))
         runnable = [item for item in pending if item.plan.skip_reason is None]
-        workers = _worker_count(runnable, jobs, backend, min_parallel_work)
+        workers = _worker_count(runnable, jobs, backend, min_parallel_work) if reopen else 1
         from_workers: Generator[list[LayerRecord], None, None] | None = None
         if workers > 1:
             shared = _SharedWork(path, runnable, options)
             from_workers = stack.enter_context(
                 contextlib.closing(
                     ordered_map(
-                        lambda position: list(_analyze_tensor(shared.items[position], options, backend)),
+                        lambda position: list(
+                            _analyze_tensor(shared.items[position], options, backend, keep_spectra)
+                        ),
                         [_work(item.plan) for item in runnable],
                         jobs=workers,
                         child_setup=shared.reopen,
@@ -246,9 +387,13 @@ def analyze_file(
         layers: list[LayerRecord] = []
         for done, item in enumerate(pending, start=1):
             if from_workers is not None and item.plan.skip_reason is None:
-                layers.extend(next(from_workers))
+                records = next(from_workers)
             else:
-                layers.extend(_analyze_tensor(item, options, backend))
+                records = list(_analyze_tensor(item, options, backend, keep_spectra))
+            layers.extend(records)
+            if chosen.record is not None:
+                for finished in records:
+                    chosen.record(path, reader.format, finished)
             if progress is not None:
                 progress(item.ref.info.name, done, len(pending))
         metadata = {str(key): str(value) for key, value in reader.metadata().items()}
@@ -266,7 +411,7 @@ def analyze_file(
             if base_ref is not None
             else ()
         )
-        return ModelReport(
+        report = ModelReport(
             path=str(path),
             format=reader.format,
             layers=tuple(layers),
@@ -276,6 +421,16 @@ def analyze_file(
             groups=summarize_groups(layers, reader.structure),
             base_comparisons=comparisons,
         )
+    if chosen.finished is not None:
+        chosen.finished(report)
+    return report
+
+
+def _message(error: FormatError, path: Path) -> str:
+    """The error without the report's own path in front (the report names it), but with the path of the
+    file inside it that failed (a shard), when that is another; and its hint, which the report keeps."""
+    text = error.message if error.path is None or error.path == path else str(error)
+    return f"{text} (hint: {error.hint})" if error.hint else text
 
 
 def analyze_paths(
@@ -286,10 +441,15 @@ def analyze_paths(
     *,
     jobs: int = 1,
     min_parallel_work: float = MIN_PARALLEL_WORK,
+    hooks: AnalysisHooks | None = None,
+    keep_spectra: bool = False,
 ) -> list[ModelReport]:
     """Analyse each path in order; a file that cannot be read gets a report with its error instead.
 
     `jobs`: worker processes per file (0: one per usable CPU); see `analyze_file`.
+
+    Raises:
+        UsageError: `--base` names no file, or a path is not an adapter (before anything is read).
     """
     if options.base is not None:
         if not options.base.exists():
@@ -309,13 +469,23 @@ def analyze_paths(
         try:
             reports.append(
                 analyze_file(
-                    path, options, backend, progress, jobs=workers, min_parallel_work=min_parallel_work
+                    path,
+                    options,
+                    backend,
+                    progress,
+                    jobs=workers,
+                    min_parallel_work=min_parallel_work,
+                    hooks=hooks,
+                    keep_spectra=keep_spectra,
                 )
             )
         except FormatError as exc:
-            reports.append(
-                ModelReport(
-                    path=str(path), format=None, error=FileError(kind=type(exc).__name__, message=str(exc))
-                )
+            failed = ModelReport(
+                path=str(path),
+                format=None,
+                error=FileError(kind=type(exc).__name__, message=_message(exc, path)),
             )
+            reports.append(failed)
+            if hooks is not None and hooks.finished is not None:
+                hooks.finished(failed)
     return reports

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from formats.types import Role
+
+if TYPE_CHECKING:  # records are imported by the command line before anything needs numpy
+    import numpy as np
+    import numpy.typing as npt
 
 
 class LayerKind(str, Enum):
@@ -100,11 +105,24 @@ class LayerMetrics:
     mp_spike_cutoff: float | None = None
     num_spikes: int | None = None
     mp_softrank: float | None = None
-    # Phase evidence (inspector.science.phases): KS distance of the bulk to MP, outliers beyond
-    # lambda_+ + 2 s_TW, and outliers at least 25% above lambda_+.
+    # Phase evidence (inspector/science/phases.py, docs/phases.md), all relative to the quantile MP fit's
+    # lambda_+ and scale-free: the bulk's KS distance to MP and its null 99th percentile at this M and Q;
+    # (lambda_max - lambda_+) / s_TW;
+    # outliers beyond lambda_+ + 2 s_TW, those at least 25% above lambda_+, and their share of the trace;
+    # outliers below 2 lambda_+ as a share of all eigenvalues; log10(lambda_max / lambda_+); Vuong's
+    # normalised log-likelihood ratio power law vs exponential above the bulk (> 0: power law) with its
+    # p-value; xmin / lambda_+.
     mp_bulk_ks: float | None = None
+    mp_bulk_ks_null: float | None = None
+    lambda_max_tw: float | None = None
     num_outliers: int | None = None
     num_separated_spikes: int | None = None
+    outlier_mass: float | None = None
+    tail_decades: float | None = None
+    near_edge_share: float | None = None
+    tail_lr: float | None = None
+    tail_lr_p: float | None = None
+    xmin_over_edge: float | None = None
     # SETOL ERG condition (detX; inspector/science/detx.py) and Delta lambda_min = xmin - detX_lambda_min.
     detX_num: int | None = None  # noqa: N815 - weightwatcher's column name
     detX_lambda_min: float | None = None  # noqa: N815
@@ -116,6 +134,22 @@ class LayerMetrics:
     num_traps: int | None = None
     # Counts of the eigenvalues in equal log10 bins (inspector.science.esd), drawn as the table's sparkline.
     esd_histogram: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EsdSample:
+    """The eigenvalues of one layer's ESD on the report's scale, or a bounded sample of them, for plots
+    (`inspector.science.esd.sample_spectrum`).
+
+    Attributes:
+        values: ascending eigenvalues kept.
+        weights: how many eigenvalues each kept value stands for (1 for the exact tail).
+        total: eigenvalues of the layer.
+    """
+
+    values: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64]
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +174,13 @@ class LayerRecord:
         stored_name: the name in the file when it differs from `name`.
         source_op: the format's operator or class that uses the tensor ("Gemm", "Dense").
         metrics: measured numbers; None unless analysed.
-        phase: the HTSR phase, where classified.
+        phase: the HTSR phase, where classified (inspector.science.phases.label).
+        phase_confidence: 0.5 (on a threshold) to 1 (every deciding test a band from its threshold).
+        phase_neighbour: the phase across the weakest deciding test, when the evidence sits on that boundary.
+        phase_rule: the rule that decided the phase, in words.
         alpha_label: the alpha band label, where alpha is known.
+        spectrum: the ESD's eigenvalues (a bounded sample), kept only when plots are asked for; no
+            report but the plots reads it, and records compare equal without it.
     """
 
     index: int
@@ -162,7 +201,11 @@ class LayerRecord:
     source_op: str | None = None
     metrics: LayerMetrics | None = None
     phase: Phase | None = None
+    phase_confidence: float | None = None
+    phase_neighbour: Phase | None = None
+    phase_rule: str | None = None
     alpha_label: AlphaLabel | None = None
+    spectrum: EsdSample | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -47,7 +48,8 @@ class Setting:
         key: the config key, and the flag without its dashes (default: the field name with dashes).
         short: a one-letter flag ("-j").
         metavar: the value's name in `--help` (default: typer's, e.g. the choices of an enum).
-        min, max: inclusive bounds, checked on the flag and the config key alike.
+        min, max: bounds, checked on the flag and the config key alike; inclusive unless `min_open`.
+        min_open: the lower bound itself is refused (`--xmax` must be above 0, not 0).
         off_flag: a boolean's second flag ("--pooled"); without one the flag only switches it on.
         inverted: the flag and key say the opposite of the field (`--per-slice` sets `pool_conv` false).
         unset: what a default of None means, for `--help` ("no limit").
@@ -62,6 +64,7 @@ class Setting:
     metavar: str | None = None
     min: int | float | None = None
     max: int | float | None = None
+    min_open: bool = False
     off_flag: str | None = None
     inverted: bool = False
     unset: str | None = None
@@ -157,6 +160,10 @@ class SettingSpec:
 
     def check_bounds(self, value: Any) -> None:
         """Raises ValueError when a number lies outside the inclusive bounds."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {value}")
+        if self.meta.min is not None and self.meta.min_open and value <= self.meta.min:
+            raise ValueError(f"must be above {self.meta.min}, not {value}")
         if self.meta.min is not None and value < self.meta.min:
             raise ValueError(f"must be at least {self.meta.min}, not {value}")
         if self.meta.max is not None and value > self.meta.max:

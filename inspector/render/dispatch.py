@@ -3,26 +3,37 @@ pays only for the one it writes (rich alone costs ~30 ms of start-up, and only t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from inspector.config import OutputFormat, RunSettings
 from inspector.gate import GateResult
 from inspector.records import ModelReport
 
+if TYPE_CHECKING:
+    from inspector.render.plots import ReportImages
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A finished run as every renderer sees it.
+    """A finished (or interrupted) run as every renderer sees it.
 
     Attributes:
         reports: one per PATH, in the order given.
         gate: the gate's verdict over all of them.
         run: the settings of the run (format, options, gate rules...).
         backend: the eigenvalue backend's name, for the JSON settings.
-        to_terminal: the text goes to a terminal (colour, the terminal's width).
+        to_terminal: the text goes to a terminal (colour).
+        width: cells the table is laid out for (`render.table.report_width`).
+        encoding: the encoding of the stream the text goes to; the table and Markdown fall back to plain
+            ASCII when it cannot show their characters.
+        notes: run-level lines for the human formats: the config file used, an interrupted run.
+        images: per report, its plots (HTML); None for a page without plots.
+        exit_code: the run's exit code, for SARIF's invocation.
     """
 
     reports: Sequence[ModelReport]
@@ -30,18 +41,33 @@ class Outcome:
     run: RunSettings
     backend: str
     to_terminal: bool
+    width: int = 160
+    encoding: str = "utf-8"
+    notes: Sequence[str] = field(default_factory=tuple)
+    images: Sequence[ReportImages | None] | None = None
+    exit_code: int | None = None
 
 
-def render_text(outcome: Outcome) -> str:
-    """The report in the run's format, as text."""
-    return _RENDERERS[outcome.run.output_format](outcome)
+def render_text(outcome: Outcome, output_format: OutputFormat | None = None) -> str:
+    """The report in the run's format (or `output_format`), as text."""
+    return _RENDERERS[output_format or outcome.run.output_format](outcome)
+
+
+def _document(outcome: Outcome) -> dict[str, object]:
+    from inspector.render.json import document
+
+    config = str(outcome.run.config) if outcome.run.config is not None else None
+    return document(outcome.reports, outcome.run.options, outcome.backend, outcome.gate, config=config)
 
 
 def _json(outcome: Outcome) -> str:
-    from inspector.render.json import document
+    return json.dumps(_document(outcome), indent=2, allow_nan=False) + "\n"
 
-    report = document(outcome.reports, outcome.run.options, outcome.backend, outcome.gate)
-    return json.dumps(report, indent=2, allow_nan=False) + "\n"
+
+def _jsonl(outcome: Outcome) -> str:
+    from inspector.render.jsonl import lines
+
+    return "".join(lines(outcome.reports, outcome.run.options, outcome.backend, outcome.gate))
 
 
 def _csv(outcome: Outcome) -> str:
@@ -51,27 +77,71 @@ def _csv(outcome: Outcome) -> str:
 
 
 def _markdown(outcome: Outcome) -> str:
-    from inspector.render.flat import to_markdown
+    from inspector.render import view
+    from inspector.render.markdown import to_markdown
 
-    return to_markdown(outcome.reports, outcome.gate, gate_active=outcome.run.rules.active)
+    return to_markdown(
+        outcome.reports,
+        outcome.gate,
+        gate_active=outcome.run.rules.active,
+        show_skipped=outcome.run.show_skipped,
+        glyphs=view.glyphs_for_encoding(outcome.encoding),
+        notes=outcome.notes,
+    )
 
 
 def _github(outcome: Outcome) -> str:
-    from inspector.render.flat import to_github
+    from inspector.render.github import to_github
 
     return to_github(outcome.reports, outcome.gate)
 
 
-def _table(outcome: Outcome) -> str:
-    from rich.console import Console
+def _sarif(outcome: Outcome) -> str:
+    from inspector.render.sarif import to_sarif
 
+    log = to_sarif(outcome.reports, outcome.gate, exit_code=outcome.exit_code)
+    return json.dumps(log, indent=2, allow_nan=False) + "\n"
+
+
+def _html(outcome: Outcome) -> str:
+    from inspector.render.html import to_html
+
+    return to_html(
+        outcome.reports,
+        outcome.gate,
+        gate_active=outcome.run.rules.active,
+        images=outcome.images,
+        notes=outcome.notes,
+    )
+
+
+class _Sink(io.StringIO):
+    """Where rich writes the table: text in memory, with the encoding of the stream it will go to (rich
+    reads a console's encoding from its file, and the table chooses its characters by it)."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__()
+        self._target_encoding = encoding
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # StringIO's is None
+        return self._target_encoding
+
+
+def _table(outcome: Outcome) -> str:
+    from rich.console import Console, Group
+    from rich.text import Text
+
+    from inspector.render import view
     from inspector.render.table import build_tables
 
     console = Console(
+        file=_Sink(outcome.encoding),
         force_terminal=outcome.to_terminal,
-        width=None if outcome.to_terminal else 200,
+        width=outcome.width,
         no_color=not outcome.to_terminal or "NO_COLOR" in os.environ,
         highlight=False,
+        legacy_windows=False,
     )
     tables = build_tables(
         outcome.reports,
@@ -79,8 +149,10 @@ def _table(outcome: Outcome) -> str:
         gate_active=outcome.run.rules.active,
         show_skipped=outcome.run.show_skipped,
     )
+    glyphs = view.glyphs_for_encoding(outcome.encoding)
+    notes = [Text(view.display_text(note, glyphs, 600), style="dim") for note in outcome.notes]
     with console.capture() as capture:
-        console.print(tables)
+        console.print(Group(tables, *notes))
     # Rich pads lines to the console width; trailing blanks only get in the way of pipes and diffs.
     return "\n".join(line.rstrip() for line in capture.get().splitlines()) + "\n"
 
@@ -89,7 +161,10 @@ def _table(outcome: Outcome) -> str:
 _RENDERERS: dict[OutputFormat, Callable[[Outcome], str]] = {
     OutputFormat.TABLE: _table,
     OutputFormat.JSON: _json,
+    OutputFormat.JSONL: _jsonl,
     OutputFormat.CSV: _csv,
     OutputFormat.MARKDOWN: _markdown,
     OutputFormat.GITHUB: _github,
+    OutputFormat.SARIF: _sarif,
+    OutputFormat.HTML: _html,
 }

@@ -1,7 +1,8 @@
 """GitHub Actions workflow commands: annotations on the pull request, and a job summary.
 
 * an `::error` per gate violation and per unreadable file, titled with the rule;
-* a `::warning` per layer that could not be measured;
+* a `::warning` per layer that could not be measured, per violation the baseline already had, and per
+  layer the gate could not check (an `::error` instead under `--strict`);
 * a `::notice` per file with its summary line.
 A model file has no lines, so annotations name the file only (GitHub lists them on the run and the PR).
 `step_summary` is the Markdown report, for `$GITHUB_STEP_SUMMARY`.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inspector.gate import GateResult
+from inspector.gate import GateResult, Rule
 from inspector.records import ModelReport, Status
 from inspector.render import safe_text, view
 from inspector.render.markdown import to_markdown
@@ -65,16 +66,34 @@ def to_github(reports: Sequence[ModelReport], gate: GateResult) -> str:
                 parts.append(alpha)
             lines.append(_command("notice", report.path, "wwinspect summary", "; ".join(parts)))
     for violation in gate.violations:
-        value = violation.value if isinstance(violation.value, str) else f"{violation.value:.3f}"
         identifier = rule_id(violation)
         lines.append(
             _command(
                 "error",
                 violation.path,
                 f"wwinspect: {_RULE_TITLES[identifier]} ({violation.rule})",
-                f"{violation.layer}: {violation.rule} (value {value})",
+                f"{violation.layer}: {violation.describe()}",
             )
         )
+    for violation in gate.known:
+        lines.append(
+            _command(
+                "warning",
+                violation.path,
+                f"wwinspect: {_RULE_TITLES[rule_id(violation)]}, known from the baseline ({violation.rule})",
+                f"{violation.layer}: {violation.describe()}",
+            )
+        )
+    if not any(violation.rule_id is Rule.UNCHECKED for violation in gate.violations):
+        for item in gate.unchecked:
+            lines.append(
+                _command(
+                    "warning",
+                    item.path,
+                    "wwinspect: layer not checked by the gate",
+                    f"{item.layer}: {item.reason}",
+                )
+            )
     return "\n".join(lines) + ("\n" if lines else "")
 
 

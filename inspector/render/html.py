@@ -122,13 +122,13 @@ def _cell(row: Row, key: str, section: int, images: ReportImages | None) -> str:
 
 
 def _layer_table(rows: Sequence[Row], section: int, images: ReportImages | None) -> str:
+    keys = view.column_keys(rows)
     head = "".join(
         f"<th scope='col'{' class=num' if key in view.NUMERIC_KEYS else ''}>{escape(view.header(key))}</th>"
-        for key in view.COLUMN_KEYS
+        for key in keys
     )
     body = "\n".join(
-        "<tr>" + "".join(_cell(row, key, section, images) for key in view.COLUMN_KEYS) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(_cell(row, key, section, images) for key in keys) + "</tr>" for row in rows
     )
     return f"<table class='layers sortable'><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
@@ -238,16 +238,23 @@ def model_section(report: ModelReport, section: int, images: ReportImages | None
 def _gate(gate: GateResult, gate_active: bool) -> str:
     if not gate_active:
         return ""
-    if gate.passed:
-        return "<h2 class='gate-passed'>Gate: passed</h2>"
-    items = "".join(
-        f"<li><code>{_text(v.layer)}</code> in <code>{_text(v.path)}</code>: {escape(v.rule)} "
-        f"(value {escape(v.value if isinstance(v.value, str) else f'{v.value:.3f}')})</li>"
-        for v in gate.violations
-    )
-    return (
-        f"<h2 class='gate-failed'>Gate: {view.plural(len(gate.violations), 'violation')}</h2><ul>{items}</ul>"
-    )
+    parts: list[str] = []
+    items: list[str] = []
+    for line in view.gate_lines(gate, limit=len(gate.violations) + len(gate.known) + len(gate.unchecked)):
+        if line.layer is not None:
+            items.append(f"<li><code>{_text(line.layer)}</code>: {_text(line.text)}</li>")
+            continue
+        if items:
+            parts.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if line.style in ("passed", "failed"):
+            css = "gate-passed" if gate.passed else "gate-failed"
+            parts.append(f"<h2 class='{css}'>{_text(line.text[0].upper() + line.text[1:])}</h2>")
+        else:
+            parts.append(f"<p>{_text(line.text)}</p>")
+    if items:
+        parts.append("<ul>" + "".join(items) + "</ul>")
+    return "".join(parts)
 
 
 def to_html(
@@ -256,8 +263,10 @@ def to_html(
     *,
     gate_active: bool,
     images: Sequence[ReportImages | None] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
-    """The whole page; `images[i]` holds the plots of `reports[i]` (None: a page without plots)."""
+    """The whole page; `images[i]` holds the plots of `reports[i]` (None: a page without plots);
+    `notes`: run-level lines (the config file used)."""
     sections = [
         model_section(report, position, images[position] if images is not None else None)
         for position, report in enumerate(reports, start=0)
@@ -272,5 +281,6 @@ def to_html(
         f"{view.plural(len(reports), 'model')}</p>\n"
         + "\n".join(sections)
         + _gate(gate, gate_active)
+        + "".join(f"<p class='legend'>{_text(note)}</p>" for note in notes)
         + f"\n<script>{_SCRIPT}</script></body></html>\n"
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from inspector import __version__
-from inspector.gate import GateResult
-from inspector.options import AnalysisOptions
+from inspector.gate import GateResult, Violation
+from inspector.options import AnalysisOptions, FitCut
 from inspector.records import LayerGroup, LayerMetrics, LayerRecord, ModelReport, Summary
 from inspector.render import finite_or_none
 
@@ -43,6 +43,8 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
             "fit_sees": (
                 f"eigenvalues > {options.evals_threshold:g} on weightwatcher's scale "
                 f"(s^2, conv x {options.conv_scale:g})"
+                if options.fit_cut == FitCut.ABSOLUTE
+                else "eigenvalues counted in the matrix rank (> lambda_max (N eps)^2 of their matrix)"
             ),
             "log_base": 10,
         }
@@ -81,6 +83,9 @@ def layer_dict(layer: LayerRecord) -> dict[str, Any]:
         "stored_name": layer.stored_name,
         "source_op": layer.source_op,
         "phase": layer.phase.value if layer.phase is not None else None,
+        "phase_confidence": layer.phase_confidence,
+        "phase_neighbour": layer.phase_neighbour.value if layer.phase_neighbour is not None else None,
+        "phase_rule": layer.phase_rule,
         "alpha_label": layer.alpha_label.value if layer.alpha_label is not None else None,
     }
     metrics = _metrics_dict(layer.metrics)
@@ -140,24 +145,46 @@ def report_dict(report: ModelReport) -> dict[str, Any]:
 
 
 def document(
-    reports: Sequence[ModelReport], options: AnalysisOptions, backend: str, gate: GateResult
+    reports: Sequence[ModelReport],
+    options: AnalysisOptions,
+    backend: str,
+    gate: GateResult,
+    *,
+    config: str | None = None,
 ) -> dict[str, Any]:
-    """The whole JSON document."""
+    """The whole JSON document; `config`: the pyproject.toml whose [tool.wwinspect] set anything."""
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "wwinspect", "version": __version__},
+        "config": config,
         "settings": settings_dict(options, backend),
         "reports": [report_dict(report) for report in reports],
-        "gate": {
-            "passed": gate.passed,
-            "violations": [
-                {
-                    "path": v.path,
-                    "layer": v.layer,
-                    "rule": v.rule,
-                    "value": finite_or_none(v.value) if not isinstance(v.value, str) else v.value,
-                }
-                for v in gate.violations
-            ],
-        },
+        "gate": gate_dict(gate),
+    }
+
+
+def violation_dict(violation: Violation) -> dict[str, Any]:
+    """One violation: the rule as one word (`alpha>6`) and typed (`rule_id`, `bound`), and the value."""
+    value = violation.value
+    bound = violation.bound
+    return {
+        "path": violation.path,
+        "layer": violation.layer,
+        "rule": violation.rule,
+        "rule_id": violation.rule_id.value,
+        "bound": finite_or_none(bound) if isinstance(bound, int | float) else bound,
+        "value": finite_or_none(value) if not isinstance(value, str) else value,
+        "baseline_alpha": finite_or_none(violation.baseline_alpha),
+        "message": violation.describe(),
+    }
+
+
+def gate_dict(gate: GateResult) -> dict[str, Any]:
+    """The gate's verdict: failing violations, those the baseline already had, and unchecked layers."""
+    return {
+        "passed": gate.passed,
+        "violations": [violation_dict(violation) for violation in gate.violations],
+        "known_violations": [violation_dict(violation) for violation in gate.known],
+        "unchecked": [{"path": u.path, "layer": u.layer, "reason": u.reason} for u in gate.unchecked],
+        "baseline": gate.baseline,
     }

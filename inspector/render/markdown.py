@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from inspector.gate import GateResult
 from inspector.records import ModelReport, Status
 from inspector.render import safe_text, view
-from inspector.render.view import Row
+from inspector.render.view import Glyphs, Row
 
 
 def _in_code(text: str) -> str:
@@ -29,41 +29,39 @@ def _code(text: str) -> str:
     return f"`{_in_code(text)}`" if text else ""
 
 
-def _cell(row: Row, key: str) -> str:
+def _cell(row: Row, key: str, glyphs: Glyphs) -> str:
     if key == "layer":
         name = _code(view.layer_label(row.layer))
         if row.layer.aliases:
             name += " (= " + ", ".join(_code(alias) for alias in row.layer.aliases) + ")"
         return name
-    text = view.cell(row, key)
+    text = view.cell(row, key, glyphs)
     if key == "esd" and text:
         return f"`{text}`"  # inline code keeps the empty bins' spaces
     return _md(text)
 
 
-def _layer_table(rows: Sequence[Row]) -> list[str]:
-    keys = view.COLUMN_KEYS
+def _layer_table(rows: Sequence[Row], glyphs: Glyphs) -> list[str]:
+    keys = view.column_keys(rows)
     lines = [
-        "| " + " | ".join(_md(view.header(key)) for key in keys) + " |",
+        "| " + " | ".join(_md(view.header(key, glyphs)) for key in keys) + " |",
         "|" + "|".join("---:" if key in view.NUMERIC_KEYS else "---" for key in keys) + "|",
     ]
-    lines.extend("| " + " | ".join(_cell(row, key) for key in keys) + " |" for row in rows)
+    lines.extend("| " + " | ".join(_cell(row, key, glyphs) for key in keys) + " |" for row in rows)
     return lines
 
 
-def _summary(report: ModelReport, rows: Sequence[Row]) -> list[str]:
+def _summary(report: ModelReport, rows: Sequence[Row], glyphs: Glyphs) -> list[str]:
     summary = report.summary
     if summary is None:
         return []
     lines = [f"- **summary** {view.counts_line(summary, len(report.layers))}"]
-    alpha = view.alpha_line(summary)
+    alpha = view.alpha_line(summary, glyphs)
     if alpha is not None:
         lines.append(f"- **alpha** {alpha}")
     phases = view.phase_counts(summary)
     if phases:
-        lines.append(
-            "- **phases** " + view.UNICODE.dot.join(f"{phase.value} {count}" for phase, count in phases)
-        )
+        lines.append("- **phases** " + glyphs.dot.join(f"{phase.value} {count}" for phase, count in phases))
     worth = view.attention(rows)
     for line in worth.lines:
         names = ", ".join(f"#{row.number} {_code(view.layer_label(row.layer))}" for row in line.rows)
@@ -78,7 +76,7 @@ def _summary(report: ModelReport, rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def model_section(report: ModelReport, *, show_skipped: bool) -> list[str]:
+def model_section(report: ModelReport, *, show_skipped: bool, glyphs: Glyphs = view.UNICODE) -> list[str]:
     """One model's section: heading, table, summary, legend, skipped tensors."""
     lines = [f"### {_code(report.path)} ({report.format or 'unreadable'})", ""]
     if report.error is not None:
@@ -87,10 +85,10 @@ def model_section(report: ModelReport, *, show_skipped: bool) -> list[str]:
     measured = [row for row in all_rows if row.layer.status is not Status.SKIPPED]
     skipped = [row for row in all_rows if row.layer.status is Status.SKIPPED]
     if measured:
-        lines.extend([*_layer_table(measured), ""])
-    lines.extend(_summary(report, measured))
+        lines.extend([*_layer_table(measured, glyphs), ""])
+    lines.extend(_summary(report, measured, glyphs))
     lines.append("")
-    notes = [*view.legend(measured)]
+    notes = [*view.legend(measured, glyphs)]
     if measured:
         notes.append(view.order_line(order, len(measured)))
     lines.extend(f"_{_md(note)}_  " for note in notes)
@@ -99,7 +97,7 @@ def model_section(report: ModelReport, *, show_skipped: bool) -> list[str]:
     if skipped and show_skipped:
         lines.extend(["", "| skipped tensor | shape | why | reason |", "|---|---|---|---|"])
         lines.extend(
-            f"| {_code(view.layer_label(row.layer))} | {_md(view.cell(row, 'shape'))} | "
+            f"| {_code(view.layer_label(row.layer))} | {_md(view.cell(row, 'shape', glyphs))} | "
             f"{row.category.value if row.category else ''} | {_md(row.layer.reason or '')} |"
             for row in skipped
         )
@@ -112,26 +110,35 @@ def model_section(report: ModelReport, *, show_skipped: bool) -> list[str]:
 
 
 def gate_section(gate: GateResult, *, gate_active: bool) -> list[str]:
-    """The gate's verdict and every violation."""
+    """The gate's verdict and every violation, known violation and unchecked layer."""
     if not gate_active:
         return []
-    if gate.passed:
-        return ["**Gate: passed**", ""]
-    lines = [f"**Gate: {view.plural(len(gate.violations), 'violation')}**", ""]
-    for violation in gate.violations:
-        value = violation.value if isinstance(violation.value, str) else f"{violation.value:.3f}"
-        lines.append(
-            f"- {_code(violation.layer)} in {_code(violation.path)}: {_md(violation.rule)} (value {value})"
-        )
+    lines: list[str] = []
+    for line in view.gate_lines(gate, limit=len(gate.violations) + len(gate.known) + len(gate.unchecked)):
+        if line.layer is not None:
+            lines.append(f"- {_code(line.layer)}: {_md(line.text)}")
+        elif line.style in ("passed", "failed"):
+            lines.extend([f"**{_md(line.text[0].upper() + line.text[1:])}**", ""])
+        else:
+            lines.extend(["", _md(line.text), ""])
     return [*lines, ""]
 
 
 def to_markdown(
-    reports: Sequence[ModelReport], gate: GateResult, *, gate_active: bool, show_skipped: bool = False
+    reports: Sequence[ModelReport],
+    gate: GateResult,
+    *,
+    gate_active: bool,
+    show_skipped: bool = False,
+    glyphs: Glyphs = view.UNICODE,
+    notes: Sequence[str] = (),
 ) -> str:
-    """The whole Markdown report."""
+    """The whole Markdown report; `view.ASCII` glyphs make it plain ASCII (names escaped), for a stream
+    whose encoding cannot show the sparkline's blocks. `notes`: run-level lines (the config used)."""
     lines: list[str] = []
     for report in reports:
-        lines.extend(model_section(report, show_skipped=show_skipped))
+        lines.extend(model_section(report, show_skipped=show_skipped, glyphs=glyphs))
     lines.extend(gate_section(gate, gate_active=gate_active))
-    return "\n".join(lines).rstrip("\n") + "\n"
+    lines.extend(f"_{_md(note)}_  " for note in notes)
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    return text.encode("ascii", "backslashreplace").decode("ascii") if glyphs.ascii else text

@@ -25,10 +25,11 @@ import numpy as np
 import numpy.typing as npt
 
 from inspector.errors import UsageError
-from inspector.records import LayerRecord, ModelReport, Phase, Status
+from inspector.records import EsdSample, LayerRecord, ModelReport, Phase, Status
 from inspector.render import safe_text, view
+from inspector.science.esd import SAMPLE_LIMIT, TAIL_KEEP, sample_spectrum  # noqa: F401 - re-exported
 from inspector.science.mp import mp_edges, mp_pdf
-from inspector.science.summary import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
+from inspector.science.phases import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float64]
 
-#: Most eigenvalues a layer keeps for its plot, and how many of the largest are kept exactly.
-SAMPLE_LIMIT = 4096
-TAIL_KEEP = 1024
 #: Figure sizes (inches) and resolution of the PNGs: 1000 x 400 pixels for a layer, 1000 x 420 for a model.
 LAYER_FIGSIZE = (10.0, 4.0)
 MODEL_FIGSIZE = (10.0, 4.2)
@@ -60,43 +58,9 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError(
-            "plots need matplotlib, which is not installed", hint="pip install 'wwinspect[plot]'"
+            "plots need matplotlib, which is not installed",
+            hint="pip install matplotlib (the 'plot' extra: pip install '.[plot]' in a checkout)",
         ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class EsdSample:
-    """The eigenvalues of one layer's ESD on the report's scale, or a bounded sample of them.
-
-    Attributes:
-        values: ascending eigenvalues kept.
-        weights: how many eigenvalues each kept value stands for (1 for the exact tail).
-        total: eigenvalues of the layer.
-    """
-
-    values: FloatArray
-    weights: FloatArray
-    total: int
-
-
-def sample_spectrum(
-    eigenvalues: npt.ArrayLike, limit: int = SAMPLE_LIMIT, tail: int = TAIL_KEEP
-) -> EsdSample:
-    """All eigenvalues when there are at most `limit`; else the `tail` largest exactly and `limit - tail`
-    evenly spaced order statistics of the others, each weighted by the share of the others it stands for
-    (so a histogram of the sample has the full ESD's counts up to one bin's rounding)."""
-    values = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
-    total = int(values.size)
-    if total <= limit:
-        return EsdSample(values=values, weights=np.ones(total), total=total)
-    rest, top = values[: total - tail], values[total - tail :]
-    picks = np.linspace(0, rest.size - 1, limit - tail).round().astype(np.int64)
-    weights = np.full(picks.size, rest.size / picks.size)
-    return EsdSample(
-        values=np.concatenate([rest[picks], top]),
-        weights=np.concatenate([weights, np.ones(tail)]),
-        total=total,
-    )
 
 
 # --- Curves the figures draw (pure functions, tested against the theory) --------------------------------

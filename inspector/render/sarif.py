@@ -12,7 +12,6 @@ Validated against the official schema in tests/render/test_sarif.py.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
@@ -20,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from inspector import __version__
-from inspector.gate import GateResult, Violation
+from inspector.gate import GateResult, Rule, Violation
 from inspector.records import ModelReport, Status
 
 SARIF_VERSION = "2.1.0"
@@ -63,26 +62,26 @@ RULES: tuple[SarifRule, ...] = (
         "phases given to --fail-phase.",
     ),
     SarifRule(
-        "gate",
-        "GateRule",
-        "Layer violates a gate rule",
-        "A gate rule of wwinspect is violated; the message names the rule.",
+        "alpha-shift",
+        "AlphaShiftFromBaseline",
+        "Layer alpha moved from the baseline by more than allowed",
+        "Compared with the --baseline report, the layer's alpha moved by more than --max-alpha-shift: the "
+        "layer's training changed more than the team allows between two versions of the model.",
+    ),
+    SarifRule(
+        "unchecked",
+        "UncheckedLayer",
+        "Layer the gate could not check",
+        "Under --strict, a layer the gate rules could not be applied to (it could not be measured, or no "
+        "alpha could be fitted for an alpha rule) fails the gate instead of passing silently.",
     ),
 )
 _RULE_INDEX = {rule.id: position for position, rule in enumerate(RULES)}
-_RULE_PATTERNS = (
-    (re.compile(r"^alpha>"), "alpha-above"),
-    (re.compile(r"^alpha<"), "alpha-below"),
-    (re.compile(r"^phase="), "phase"),
-)
 
 
 def rule_id(violation: Violation) -> str:
-    """The SARIF rule of a violation, from its rule text (`alpha>6`, `alpha<2`, `phase=rank-collapse`)."""
-    for pattern, identifier in _RULE_PATTERNS:
-        if pattern.search(violation.rule):
-            return identifier
-    return "gate"
+    """The SARIF rule id of a violation (the gate's typed rule)."""
+    return violation.rule_id.value
 
 
 def artifact_location(path: str) -> dict[str, str]:
@@ -99,38 +98,34 @@ def fingerprint(uri: str, layer: str, identifier: str) -> str:
     return hashlib.sha256(f"{uri}\0{layer}\0{identifier}".encode()).hexdigest()
 
 
-def _message(violation: Violation, identifier: str) -> str:
-    layer = violation.layer
-    if identifier == "phase":
-        return f"Layer {layer!r} is {violation.value} (gate rule {violation.rule})."
-    value = violation.value if isinstance(violation.value, str) else f"{violation.value:.3f}"
-    bound = violation.rule.split(">" if identifier == "alpha-above" else "<", 1)[-1]
-    if identifier == "alpha-above":
-        return f"Layer {layer!r}: alpha {value} is above the bound {bound} (gate rule {violation.rule})."
-    if identifier == "alpha-below":
-        return f"Layer {layer!r}: alpha {value} is below the bound {bound} (gate rule {violation.rule})."
-    return f"Layer {layer!r} violates {violation.rule} (value {value})."
+def _message(violation: Violation) -> str:
+    return f"Layer {violation.layer!r}: {violation.describe()}."
 
 
 def _result(
-    violation: Violation, artifacts: dict[str, int], reports: dict[str, ModelReport]
+    violation: Violation,
+    artifacts: dict[str, int],
+    reports: dict[str, ModelReport],
+    baseline_state: str | None = None,
 ) -> dict[str, Any]:
     identifier = rule_id(violation)
     location = artifact_location(violation.path)
     uri = location["uri"]
     digest = fingerprint(uri, violation.layer, identifier)
-    properties: dict[str, Any] = {"rule": violation.rule, "value": violation.value}
+    properties: dict[str, Any] = {"rule": violation.rule, "value": violation.value, "bound": violation.bound}
+    if violation.baseline_alpha is not None:
+        properties["baseline_alpha"] = violation.baseline_alpha
     report = reports.get(violation.path)
     if report is not None:
         record = next((r for r in report.layers if _label(r) == violation.layer), None)
         if record is not None:
             properties["phase"] = record.phase.value if record.phase is not None else None
             properties["alpha_label"] = record.alpha_label.value if record.alpha_label is not None else None
-    return {
+    result: dict[str, Any] = {
         "ruleId": identifier,
         "ruleIndex": _RULE_INDEX[identifier],
-        "level": "error",
-        "message": {"text": _message(violation, identifier)},
+        "level": "error" if baseline_state != "unchanged" else "warning",
+        "message": {"text": _message(violation)},
         "locations": [
             {
                 "physicalLocation": {"artifactLocation": {**location, "index": artifacts[violation.path]}},
@@ -151,6 +146,9 @@ def _result(
         },
         "properties": properties,
     }
+    if baseline_state is not None:
+        result["baselineState"] = baseline_state
+    return result
 
 
 def _label(record: Any) -> str:
@@ -190,17 +188,42 @@ def _notifications(reports: Sequence[ModelReport], artifacts: dict[str, int]) ->
     return notes
 
 
+def _unchecked_notes(gate: GateResult, artifacts: dict[str, int]) -> list[dict[str, Any]]:
+    """Layers the gate could not check, when --strict did not make them results."""
+    if any(violation.rule_id is Rule.UNCHECKED for violation in gate.violations):
+        return []
+    return [
+        {
+            "level": "warning",
+            "message": {"text": f"layer {item.layer!r} was not checked by the gate: {item.reason}"},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {**artifact_location(item.path), "index": artifacts[item.path]}
+                    }
+                }
+            ],
+        }
+        for item in gate.unchecked
+        if item.path in artifacts
+    ]
+
+
 def to_sarif(
     reports: Sequence[ModelReport], gate: GateResult, *, exit_code: int | None = None
 ) -> dict[str, Any]:
     """The SARIF log of one run: every analysed file an artifact, every violation a result."""
-    paths = list(dict.fromkeys([report.path for report in reports] + [v.path for v in gate.violations]))
+    found = [*gate.violations, *gate.known]
+    paths = list(dict.fromkeys([report.path for report in reports] + [v.path for v in found]))
     artifacts = {path: position for position, path in enumerate(paths)}
     by_path = {report.path: report for report in reports}
     invocation: dict[str, Any] = {
         "executionSuccessful": all(report.error is None for report in reports),
-        "toolExecutionNotifications": _notifications(reports, artifacts),
+        "toolExecutionNotifications": _notifications(reports, artifacts) + _unchecked_notes(gate, artifacts),
     }
+    compared = gate.baseline is not None
+    results = [_result(v, artifacts, by_path, "new" if compared else None) for v in gate.violations]
+    results += [_result(v, artifacts, by_path, "unchanged") for v in gate.known]
     if exit_code is not None:
         invocation["exitCode"] = exit_code
     return {
@@ -230,7 +253,7 @@ def to_sarif(
                     {"location": artifact_location(path), "roles": ["analysisTarget"]} for path in paths
                 ],
                 "invocations": [invocation],
-                "results": [_result(violation, artifacts, by_path) for violation in gate.violations],
+                "results": results,
                 "columnKind": "unicodeCodePoints",
             }
         ],

@@ -40,7 +40,9 @@ SHRINK_STEPS: tuple[tuple[str, str], ...] = (
     ("drop", "lambda_max"),
     ("drop", "D"),
     ("shorten", "band"),
+    ("drop", "num_traps"),  # shown only under --randomize, which asked for them: kept longer
     ("drop", "shape"),
+    ("drop", "rand_distance"),
     ("drop", "esd"),
     ("drop", "band"),
 )
@@ -67,6 +69,13 @@ _PHASE_STYLE = {
     "heavy-tailed": "green",
     "rank-collapse": "red",
     "failed": "red",
+}
+_GATE_STYLE = {
+    "passed": "green",
+    "failed": "bold red",
+    "violation": "red",
+    "known": "yellow",
+    "unchecked": "yellow",
 }
 _BAND_STYLE = {"over-trained": "magenta", "well-trained": "green", "under-trained": "yellow"}
 # The simple look (a rule under the header, no frame) in ASCII.
@@ -195,7 +204,7 @@ class Layout:
 
 def plan_layout(table_rows: Sequence[Row], width: int, glyphs: Glyphs) -> Layout:
     """Choose columns for `width` cells: shrink by SHRINK_STEPS until the names fit or get NAME_TARGET."""
-    keys = list(view.COLUMN_KEYS)
+    keys = list(view.column_keys(table_rows))
     short: set[str] = set()
     natural_name = max([cell_len(_name_text(row, glyphs, None)) for row in table_rows] + [5])
 
@@ -237,6 +246,10 @@ class _Adaptive:
         yield from self._build(glyphs, options.max_width)
 
 
+#: For other renderables laid out at render time (`render.describe`, `render.compare`).
+Adaptive = _Adaptive
+
+
 def _styled_cell(row: Row, key: str, glyphs: Glyphs, layout: Layout, name: str) -> Text:
     if key == "layer":
         return Text(name)
@@ -244,7 +257,7 @@ def _styled_cell(row: Row, key: str, glyphs: Glyphs, layout: Layout, name: str) 
     layer = row.layer
     style = ""
     if key == "phase":
-        style = _PHASE_STYLE.get(text, "")
+        style = _PHASE_STYLE.get(layer.phase.value if layer.phase is not None else text, "")
     elif key == "band" and layer.alpha_label is not None:
         style = _BAND_STYLE.get(layer.alpha_label.value, "") if view.band_applies(layer) else "dim"
     elif key == "alpha" and layer.alpha_label is not None and view.band_applies(layer):
@@ -420,23 +433,15 @@ MAX_VIOLATIONS_SHOWN = 50
 
 
 def gate_view(gate: GateResult, active: bool) -> RenderableType | None:
-    """The gate's verdict under the tables, when a gate was asked for."""
+    """The gate's verdict under the tables, when a gate was asked for: violations, then what the baseline
+    already had, then the layers it could not check."""
     if not active:
         return None
 
     def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
-        if gate.passed:
-            yield Text("gate: passed", style="green")
-            return
-        yield Text(f"gate: {view.plural(len(gate.violations), 'violation')}", style="bold red")
-        for violation in gate.violations[:MAX_VIOLATIONS_SHOWN]:
-            value = violation.value if isinstance(violation.value, str) else f"{violation.value:.3f}"
-            yield Text(
-                f"  {view.display_text(violation.layer, glyphs)}: {violation.rule} (value {value})",
-                style="red",
-            )
-        if len(gate.violations) > MAX_VIOLATIONS_SHOWN:
-            yield Text(f"  and {len(gate.violations) - MAX_VIOLATIONS_SHOWN} more", style="red")
+        for line in view.gate_lines(gate, MAX_VIOLATIONS_SHOWN):
+            text = line.text if line.layer is None else f"  {line.layer}: {line.text}"
+            yield Text(view.display_text(text, glyphs, 600), style=_GATE_STYLE[line.style])
 
     return _Adaptive(build)
 

@@ -14,11 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
-from inspector.records import LayerRecord, ModelReport, Phase, Status, Summary
+from inspector.gate import GateResult, Rule
+from inspector.records import LayerMetrics, LayerRecord, ModelReport, Phase, Status, Summary
 from inspector.render import safe_text
-from inspector.science.phases import HEAVY_TAILED_MAX_D
-from inspector.science.powerlaw import SMALL_N_CUTOFF
-from inspector.science.summary import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
+from inspector.science.phases import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
+from inspector.science.powerlaw import SMALL_N_CUTOFF, TPL_ALPHA_BOUNDS
 
 # --- Characters -----------------------------------------------------------------------------------------
 
@@ -175,16 +175,18 @@ SKIP_PHRASES: dict[SkipCategory, tuple[str, str]] = {
 # skips); the first pattern that matches decides. tests/render/test_view.py checks that every reason the
 # fixtures produce falls in a named category, so a reworded reason cannot silently become OTHER.
 _SKIP_PATTERNS: tuple[tuple[SkipCategory, re.Pattern[str]], ...] = (
-    (SkipCategory.NOT_SELECTED, re.compile(r"--layer\b")),
-    (SkipCategory.EXCLUDED, re.compile(r"--exclude\b")),
-    (SkipCategory.TOO_SMALL, re.compile(r"--min-evals\b")),
-    (SkipCategory.TOO_LARGE, re.compile(r"--max-evals\b")),
+    # The option-caused reasons name the setting as a flag (command line) or a field (Python API).
+    (SkipCategory.NOT_SELECTED, re.compile(r"--layer\b|\blayer_globs=")),
+    (SkipCategory.EXCLUDED, re.compile(r"--exclude\b|\bexclude_globs=")),
+    (SkipCategory.TOO_SMALL, re.compile(r"--min-evals\b|\bmin_evals=")),
+    (SkipCategory.TOO_LARGE, re.compile(r"--max-evals\b|\bmax_evals=")),
     (SkipCategory.EMPTY, re.compile(r"\bempty tensor\b")),
     (SkipCategory.NOT_A_WEIGHT, re.compile(r"optimizer state|not a weight\)|\bbuffer\b", re.IGNORECASE)),
     (
         SkipCategory.UNSUPPORTED,
         re.compile(
-            r"not floating point|not supported|not dequantised|cannot be recovered|unsupported|quantis",
+            r"not floating point|not supported|not dequanti[sz]ed|cannot be recovered|unsupported"
+            r"|quanti[sz]|not read\b",
             re.IGNORECASE,
         ),
     ),
@@ -307,7 +309,11 @@ COLUMN_KEYS = (
     "log_norm",
     "stable_rank",
     "num_spikes",
+    "rand_distance",
+    "num_traps",
 )
+#: Columns shown only when a record has a value for them: the --randomize measurements.
+OPTIONAL_KEYS = frozenset({"rand_distance", "num_traps"})
 #: Columns whose cells are numbers (right-aligned, sorted as numbers in HTML).
 NUMERIC_KEYS = frozenset(
     {
@@ -320,8 +326,23 @@ NUMERIC_KEYS = frozenset(
         "log_norm",
         "stable_rank",
         "num_spikes",
+        "rand_distance",
+        "num_traps",
     }
 )
+
+
+def column_keys(report_rows: Sequence[Row]) -> tuple[str, ...]:
+    """The columns a full table of these rows shows: every column, but the --randomize ones only when a
+    row was randomised."""
+
+    def present(key: str) -> bool:
+        return any(
+            row.layer.metrics is not None and getattr(row.layer.metrics, key) is not None
+            for row in report_rows
+        )
+
+    return tuple(key for key in COLUMN_KEYS if key not in OPTIONAL_KEYS or present(key))
 
 
 def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
@@ -343,6 +364,8 @@ def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
         "log_norm": "log_norm",
         "stable_rank": "st_rank",
         "num_spikes": "spikes",
+        "rand_distance": "rand_dist",
+        "num_traps": "traps",
     }
     return headers[key]
 
@@ -350,6 +373,29 @@ def header(key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
 #: Markers in cells, explained by the legend.
 LOW_CONFIDENCE_MARK = "?"
 OVERRULED_MARK = "*"
+AT_BOUND_MARK = "!"
+BOUNDARY_MARK = "~"
+
+
+def phase_boundary(layer: LayerRecord) -> tuple[Phase, float | None] | None:
+    """The neighbouring phase and the confidence when the phase classifier says the evidence sits on the
+    boundary between two phases (its `phase_neighbour`, with `phase_confidence`)."""
+    neighbour = layer.phase_neighbour
+    if neighbour is None or neighbour is layer.phase:
+        return None
+    return neighbour, layer.phase_confidence
+
+
+#: How close (relative) to a bound of the truncated power law's search an alpha counts as on it.
+AT_BOUND_TOLERANCE = 1e-6
+
+
+def alpha_at_bound(metrics: LayerMetrics | None) -> bool:
+    """Whether a --fit tpl alpha stopped on its search's bound (1 or 50): no measured exponent, the tail
+    is not a truncated power law at all (alpha = 1 with a cutoff is an exponential)."""
+    if metrics is None or metrics.alpha is None or metrics.Lambda is None:
+        return False
+    return any(math.isclose(metrics.alpha, bound, rel_tol=AT_BOUND_TOLERANCE) for bound in TPL_ALPHA_BOUNDS)
 
 
 def cell(row: Row, key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -> str:
@@ -372,13 +418,17 @@ def cell(row: Row, key: str, glyphs: Glyphs = UNICODE, *, short: bool = False) -
         return sparkline(metrics.esd_histogram, glyphs)
     if key == "alpha":
         text = number(metrics.alpha, 2, glyphs)
+        if alpha_at_bound(metrics):
+            text += AT_BOUND_MARK
         return (
             text + LOW_CONFIDENCE_MARK if metrics.alpha is not None and metrics.fit_low_confidence else text
         )
     if key == "D":
         return number(metrics.D, 3, glyphs)
     if key == "phase":
-        return layer.phase.value if layer.phase is not None else glyphs.none
+        if layer.phase is None:
+            return glyphs.none
+        return layer.phase.value + (BOUNDARY_MARK if phase_boundary(layer) is not None else "")
     if key == "band":
         if layer.alpha_label is None:
             return glyphs.none
@@ -418,8 +468,10 @@ class Concern(IntEnum):
     CORRELATION_TRAPS = 4
     BLEEDING_OUT = 5
     THIN_TAIL = 6
-    POOR_FIT = 7
-    LOW_CONFIDENCE = 8
+    NO_POWER_LAW = 7
+    AT_BOUND = 8
+    PHASE_BOUNDARY = 9
+    LOW_CONFIDENCE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,14 +531,17 @@ def _concerns(row: Row) -> list[Finding]:
                 f"alpha {alpha:.2f} > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
             )
         )
-    if phase is Phase.BULK_DECAY and metrics.D is not None and metrics.D > HEAVY_TAILED_MAX_D:
-        found.append(
-            Finding(
-                row,
-                Concern.POOR_FIT,
-                f"power law fits the tail poorly (D {metrics.D:.3f} > {HEAVY_TAILED_MAX_D:g})",
-            )
-        )
+    if phase is Phase.BULK_DECAY:
+        # The classifier's deciding rule says why the tail is not (yet) a power law.
+        why = layer.phase_rule or CONCERN_TEXT[Concern.NO_POWER_LAW]
+        found.append(Finding(row, Concern.NO_POWER_LAW, f"bulk-decay: {why}"))
+    if alpha_at_bound(metrics):
+        found.append(Finding(row, Concern.AT_BOUND, CONCERN_TEXT[Concern.AT_BOUND]))
+    boundary = phase_boundary(layer)
+    if boundary is not None:
+        neighbour, confidence = boundary
+        sure = f", confidence {confidence:.2f}" if confidence is not None else ""
+        found.append(Finding(row, Concern.PHASE_BOUNDARY, f"on the boundary with {neighbour.value}{sure}"))
     if alpha is not None and metrics.fit_low_confidence:
         found.append(
             Finding(
@@ -508,7 +563,9 @@ CONCERN_TEXT: dict[Concern, str] = {
     Concern.CORRELATION_TRAPS: "correlation traps: spikes that survive shuffling the weights",
     Concern.BLEEDING_OUT: "bleeding-out: barely moved from random",
     Concern.THIN_TAIL: f"alpha > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
-    Concern.POOR_FIT: f"power law fits the tail poorly (D > {HEAVY_TAILED_MAX_D:g})",
+    Concern.NO_POWER_LAW: "bulk-decay: an eroded bulk edge without a power-law tail",
+    Concern.AT_BOUND: "alpha stopped on the truncated power law's bound: the tail is no power law",
+    Concern.PHASE_BOUNDARY: "the evidence sits on the boundary between two phases",
     Concern.LOW_CONFIDENCE: f"alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues: uncertain",
 }
 #: Lines the summary spends on layers worth a look; further layers are counted.
@@ -612,6 +669,19 @@ def legend(report_rows: Sequence[Row], glyphs: Glyphs = UNICODE) -> list[str]:
     lines.append(band)
     if any(row.layer.metrics is not None and row.layer.metrics.fit_low_confidence for row in measured):
         lines.append(f"{LOW_CONFIDENCE_MARK} = alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues")
+    if any(phase_boundary(row.layer) is not None for row in measured):
+        lines.append(f"{BOUNDARY_MARK} = a phase on the boundary with another (look at names it)")
+    if any(alpha_at_bound(row.layer.metrics) for row in measured):
+        low = f"{TPL_ALPHA_BOUNDS[0]:.0f}"
+        lines.append(
+            f"{AT_BOUND_MARK} = the truncated power law's alpha stopped on its bound ({low}): not a measured"
+            " exponent; the tail is closer to an exponential, read the phase"
+        )
+    if any(row.layer.metrics is not None and row.layer.metrics.rand_distance is not None for row in measured):
+        lines.append(
+            "rand_dist = distance of the ESD from that of the element-shuffled matrix (0: nothing learned);"
+            " traps = spikes that survive shuffling (correlation traps)"
+        )
     return lines
 
 
@@ -628,6 +698,52 @@ def hidden_line(report_rows: Sequence[Row]) -> str | None:
     ]
     total = sum(counts.values())
     return f"{plural(total, 'tensor')} not shown: {', '.join(parts)}; --show-skipped lists them"
+
+
+@dataclass(frozen=True, slots=True)
+class GateLine:
+    """One line of the gate's verdict: a heading, or an item (a layer and why) under it.
+
+    Attributes:
+        text: the heading, or the item's reason.
+        style: "passed", "failed" (the verdict), "violation", "known", "unchecked".
+        layer: the layer of an item line; None for a heading.
+    """
+
+    text: str
+    style: str
+    layer: str | None = None
+
+
+def gate_lines(gate: GateResult, limit: int) -> list[GateLine]:
+    """The gate's verdict, then each failing violation, the known ones and the unchecked layers (at most
+    `limit` items of each, the rest counted)."""
+    compared = f" against the baseline {gate.baseline}" if gate.baseline else ""
+    if gate.passed:
+        lines = [GateLine(f"gate: passed{compared}", "passed")]
+    else:
+        lines = [GateLine(f"gate: {plural(len(gate.violations), 'violation')}{compared}", "failed")]
+
+    def items(found: Sequence[tuple[str, str]], style: str) -> None:
+        lines.extend(GateLine(reason, style, layer) for layer, reason in found[:limit])
+        if len(found) > limit:
+            lines.append(GateLine(f"and {len(found) - limit} more", style))
+
+    items([(v.layer, v.describe()) for v in gate.violations], "violation")
+    if gate.known:
+        lines.append(
+            GateLine(f"known from the baseline, not failing: {plural(len(gate.known), 'violation')}", "known")
+        )
+        items([(v.layer, v.describe()) for v in gate.known], "known")
+    strict = any(violation.rule_id is Rule.UNCHECKED for violation in gate.violations)
+    if gate.unchecked and not strict:
+        lines.append(
+            GateLine(
+                f"not checked: {plural(len(gate.unchecked), 'layer')} (--strict fails on them)", "unchecked"
+            )
+        )
+        items([(item.layer, item.reason) for item in gate.unchecked], "unchecked")
+    return lines
 
 
 def order_line(order: RowOrder, count: int) -> str:

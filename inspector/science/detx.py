@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from inspector.science.powerlaw import RESOLUTION
+
 
 @dataclass(frozen=True, slots=True)
 class DetX:
@@ -30,12 +32,15 @@ class DetX:
     lambda_min: float | None
 
 
-def detx(evals: npt.ArrayLike) -> DetX:
-    """The smallest top set of eigenvalues, on the mean-1 scale, whose product falls below 1."""
+def detx(evals: npt.ArrayLike, resolution: float = RESOLUTION) -> DetX:
+    """The smallest top set of eigenvalues, on the mean-1 scale, whose product falls below 1.
+
+    A spectrum flat to within `resolution` (relative) has no tail: where its product crosses 1 is rounding.
+    """
     lam = np.sort(np.asarray(evals, dtype=np.float64))
     n = lam.size
     # weightwatcher returns (0, 0) for fewer than 2 values or a flat spectrum: there is no tail to find.
-    if n < 2 or not lam[0] < lam[-1]:
+    if n < 2 or not lam[0] < lam[-1] * (1.0 - resolution):
         return DetX(num=0, lambda_min=None)
     rescaled = lam * (n / lam.sum())
     with np.errstate(divide="ignore"):

@@ -1,13 +1,20 @@
 """Every per-layer HTSR number from one layer's matrices: the ESD, its power-law tail, MP bulk, norms, detX.
 
-`measure_layer` is the one entry point the pipeline calls. Two eigenvalue scales are in play
-(PRODUCT.md, "Conventions"):
-* weightwatcher's scale, lambda = scale * s^2 (scale = 0.5 for pooled conv slices): the power-law fit sees the
-  eigenvalues above `options.evals_threshold` (1e-5) on this scale, whatever the normalisation, so alpha,
-  xmin's position in the ESD and D never depend on `--normalize`;
+`measure_layer` is the one entry point the pipeline calls; `inspector.science.phases.label` then reads the
+phase from the metrics it returns. Two eigenvalue scales are in play (PRODUCT.md, "Conventions"):
+* weightwatcher's scale, lambda = scale * s^2 (scale = 0.5 for pooled conv slices);
 * the report's scale: the same, divided by N under `Normalization.PER_N`. Every eigenvalue-valued number in
   the record (lambda_max, xmin, norms, MP edges...) is on this scale; user thresholds given in eigenvalue
   units (`xmax`, `xmin_max`) are read on it too.
+
+Which eigenvalues the power-law fit sees (`options.fit_cut`):
+* RELATIVE (default): those that count towards the matrix rank, above `rank_tolerance(lambda_max, N, dtype)`
+  of their own matrix (numpy's matrix_rank rule with the eps of the dtype the weights arrived in). The cut
+  moves with the spectrum, so alpha, D, xmin / lambda_max and the phase are the same for c W at any c > 0.
+* ABSOLUTE: those above `options.evals_threshold` (1e-5) on weightwatcher's scale, weightwatcher 0.7.7's
+  EVALS_THRESH. It drops most of the spectrum of a layer whose weights are small (a 1e-3 x W): alpha then
+  depends on the units the weights are stored in. Kept for number-for-number agreement.
+Neither depends on `--normalize`.
 
 The formulas of the norm metrics are weightwatcher's `apply_norm_metrics` (reference §4, HTSR_THEORY §6);
 what differs, and why, is said where it is computed.
@@ -24,14 +31,23 @@ import numpy as np
 import numpy.typing as npt
 
 from inspector.errors import LayerFailedError
-from inspector.options import AnalysisOptions, FitMethod, FixFingers, Normalization
+from inspector.options import (
+    AnalysisOptions,
+    FitCut,
+    FitMethod,
+    FixFingers,
+    MPMethod,
+    Normalization,
+    SpikeRule,
+)
 from inspector.records import LayerMetrics
 from inspector.science.detx import detx
 from inspector.science.eigen import EigenBackend, layer_eigenvalues, rank_tolerance
 from inspector.science.esd import log_histogram
 from inspector.science.mp import MPFit, fit_mp
-from inspector.science.phases import phase_evidence
+from inspector.science.phases import PhaseEvidence, phase_evidence
 from inspector.science.powerlaw import (
+    RESOLUTION,
     PowerLawFit,
     count_at_least,
     fit_power_law,
@@ -51,6 +67,9 @@ PEAK_BINS = 100
 PEAK_LOW, PEAK_HIGH = 0.95, 1.5
 # clip_xmax stops clipping once a clipped fit reaches this alpha (weightwatcher's min_alpha).
 FINGERS_MIN_ALPHA = 2.0
+# Rounding every weight to its dtype moves each eigenvalue by up to ~2 eps relative (times sigma_max/sigma_i);
+# spectra flat to within STORAGE_ROUNDING eps (an orthogonal init stored as float32) have no tail to fit.
+STORAGE_ROUNDING = 4.0
 
 
 def measure_layer(
@@ -83,26 +102,32 @@ def measure_layer(
     per_matrix = layer_eigenvalues(matrices, backend)
     if max(float(e[-1]) for e in per_matrix) <= 0.0:
         raise LayerFailedError("every weight is zero: the spectrum is empty")
-    matrix_rank = sum(
-        int(np.count_nonzero(e > rank_tolerance(float(e[-1]), N, W.dtype)))
-        for e, W in zip(per_matrix, matrices, strict=True)
-    )
+    in_rank = [
+        e > rank_tolerance(float(e[-1]), N, W.dtype) for e, W in zip(per_matrix, matrices, strict=True)
+    ]
+    matrix_rank = sum(int(np.count_nonzero(mask)) for mask in in_rank)
     ww_evals = np.sort(np.concatenate(per_matrix)) * scale  # weightwatcher's scale
     unit = 1.0 / N if options.normalization == Normalization.PER_N else 1.0
     evals = ww_evals * unit  # the report's scale
     num_evals = int(evals.size)
 
-    tail = _fit_tail(ww_evals, unit, options)
+    # the eigenvalues that count towards the rank (weightwatcher's scale): the non-null part of the spectrum
+    ranked = np.sort(np.concatenate([e[mask] for e, mask in zip(per_matrix, in_rank, strict=True)])) * scale
+    fit_data = ww_evals[ww_evals > options.evals_threshold] if options.fit_cut == FitCut.ABSOLUTE else ranked
+    resolution = max(RESOLUTION, STORAGE_ROUNDING * max(_eps(W.dtype) for W in matrices))
+    tail = _fit_tail(fit_data, unit, options, resolution)
     alpha = tail.fit.alpha if tail.fit is not None else None
     if tail.tpl_alpha is not None:
         alpha = tail.tpl_alpha  # weightwatcher reports the TPL exponent as alpha under fit='TPL'
 
     lambda_max = float(evals[-1])
     norm = float(evals.sum())
-    mp = fit_mp(evals, Q=N / M, M=M, method=options.mp_method, spike_rule=options.spike_rule)
-    ecs = detx(evals)
-    evidence = phase_evidence(evals, Q=N / M, M=M, lambda_plus=mp.lambda_plus if mp is not None else None)
+    # The MP law describes the non-null part of the spectrum (all of it unless rank is lost): fitting it to
+    # rounding-level zeros would make sigma and the outlier counts depend on rounding noise.
+    mp = fit_mp(ranked * unit, Q=N / M, M=M, method=options.mp_method, spike_rule=options.spike_rule)
+    ecs = detx(evals, resolution)
     xmin = tail.fit.xmin * unit if tail.fit is not None else None
+    evidence = _phase_evidence(ranked * unit, mp, N, M, xmin, options)
     randomized = (
         _randomized(matrices, evals, N, M, scale * unit, options, backend) if options.randomize else None
     )
@@ -143,8 +168,16 @@ def measure_layer(
         num_spikes=mp.num_spikes if mp is not None else None,
         mp_softrank=mp.softrank if mp is not None else None,
         mp_bulk_ks=evidence.mp_bulk_ks,
+        mp_bulk_ks_null=evidence.mp_bulk_ks_null,
+        lambda_max_tw=evidence.lambda_max_tw,
         num_outliers=evidence.num_outliers,
-        num_separated_spikes=evidence.num_separated,
+        num_separated_spikes=evidence.num_separated_spikes,
+        outlier_mass=evidence.outlier_mass,
+        tail_decades=evidence.tail_decades,
+        near_edge_share=evidence.near_edge_share,
+        tail_lr=evidence.tail_lr,
+        tail_lr_p=evidence.tail_lr_p,
+        xmin_over_edge=evidence.xmin_over_edge,
         detX_num=ecs.num,
         detX_lambda_min=ecs.lambda_min,
         delta_lambda_min=xmin - ecs.lambda_min if xmin is not None and ecs.lambda_min is not None else None,
@@ -153,6 +186,16 @@ def measure_layer(
         rand_mp_sigma=randomized.mp.sigma if randomized is not None and randomized.mp is not None else None,
         num_traps=randomized.mp.num_spikes if randomized is not None and randomized.mp is not None else None,
     )
+
+
+def _phase_evidence(
+    evals: FloatArray, mp: MPFit | None, N: int, M: int, xmin: float | None, options: AnalysisOptions
+) -> PhaseEvidence:
+    """The phase evidence, always from the trimmed quantile fit the rules were calibrated on (a second fit
+    when the report's MP fit is weightwatcher's KDE)."""
+    if options.mp_method != MPMethod.QUANTILE:
+        mp = fit_mp(evals, Q=N / M, M=M, method=MPMethod.QUANTILE, spike_rule=SpikeRule.TRACY_WIDOM)
+    return phase_evidence(evals, fit=mp, Q=N / M, M=M, xmin=xmin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,22 +212,30 @@ class _Tail:
     tpl_p_value: float | None = None
 
 
-def _fit_tail(ww_evals: FloatArray, unit: float, options: AnalysisOptions) -> _Tail:
-    """The power-law fit of the eigenvalues above the threshold, with fix_fingers and TPL as configured.
+def _eps(dtype: np.dtype[Any]) -> float:
+    return (
+        float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else float(np.finfo(np.float64).eps)
+    )
+
+
+def _fit_tail(data: FloatArray, unit: float, options: AnalysisOptions, resolution: float) -> _Tail:
+    """The power-law fit of the eigenvalues past the fit cut (sorted, weightwatcher's scale), with
+    fix_fingers and TPL as configured.
 
     `unit` converts the report's scale to weightwatcher's, for the user's `xmax` and `xmin_max`.
     """
-    data = ww_evals[ww_evals > options.evals_threshold]
     xmax = options.xmax / unit if options.xmax is not None else None
     num_fingers: int | None = None
     raw_alpha: float | None = None
     if options.fix_fingers == FixFingers.XMIN_PEAK:
-        fit = fit_power_law(data, xmax=xmax, xmin_range=_peak_window(data, options, unit))
+        fit = fit_power_law(
+            data, xmax=xmax, xmin_range=_peak_window(data, options, unit), resolution=resolution
+        )
     elif options.fix_fingers == FixFingers.CLIP_XMAX:
-        fit, num_fingers, raw = _clip_fingers(data, xmax, options)
+        fit, num_fingers, raw = _clip_fingers(data, xmax, options, resolution)
         raw_alpha = raw.alpha if raw is not None else None
     else:
-        fit = fit_power_law(data, xmax=xmax)
+        fit = fit_power_law(data, xmax=xmax, resolution=resolution)
     fitted = int(data.size) if xmax is None else int(np.count_nonzero(data <= xmax))
     tail = _Tail(fit=fit, num_fit_evals=fitted, num_fingers=num_fingers, raw_alpha=raw_alpha)
     if options.fit != FitMethod.TRUNCATED_POWER_LAW or fit is None:
@@ -219,7 +270,7 @@ def _peak_window(data: FloatArray, options: AnalysisOptions, unit: float) -> tup
 
 
 def _clip_fingers(
-    data: FloatArray, xmax: float | None, options: AnalysisOptions
+    data: FloatArray, xmax: float | None, options: AnalysisOptions, resolution: float
 ) -> tuple[PowerLawFit | None, int, PowerLawFit | None]:
     """fix_fingers=clip_xmax: drop the top k = 1, 2, ... eigenvalues until alpha falls by `finger_thresh`.
 
@@ -228,11 +279,11 @@ def _clip_fingers(
     are. A clipped fit is accepted when alpha + finger_thresh < the unclipped alpha; clipping stops without
     one once alpha drops to 2.
     """
-    raw = fit_power_law(data, xmax=xmax)
+    raw = fit_power_law(data, xmax=xmax, resolution=resolution)
     if raw is None:
         return None, 0, None
     for k in range(1, min(options.max_fingers, data.size - 2) + 1):
-        clipped = fit_power_law(data[:-k], xmax=xmax)
+        clipped = fit_power_law(data[:-k], xmax=xmax, resolution=resolution)
         if clipped is None:
             break
         if clipped.alpha + options.finger_thresh < raw.alpha:

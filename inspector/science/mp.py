@@ -5,11 +5,15 @@ weightwatcher's `mp_fit` does (reference §5.1): for an i.i.d. matrix this makes
 is scale-free and comparable across layers. The edge is reported back in the caller's units.
 
 Two ways to fit sigma (`MPMethod`):
-* QUANTILE (default): sigma^2 is the least-squares match of the ESD's 5%, 10%, ..., 75% quantiles to those of
-  MP(Q, sigma^2 = 1) (the law scales with sigma^2). Like the median fit of HTSR_THEORY §2.2 (item 3) it
-  ignores spikes and a tail above the 75% quantile; using 15 quantiles instead of one cuts the scatter of
-  sigma^2 on Gaussian matrices about threefold (0.33% instead of 0.86% at 384 x 192), which matters because
-  the TW margin is only ~1.5% of lambda_+ there.
+* QUANTILE (default): sigma^2 is the least-squares match of the bulk's 5%, 10%, ..., 75% quantiles to those
+  of MP(Q, sigma^2 = 1) (the law scales with sigma^2). Like the median fit of the papers' hand fits it ignores
+  spikes and a tail above the 75% quantile; using 15 quantiles instead of one cuts the scatter of sigma^2 on
+  Gaussian matrices about threefold (0.33% instead of 0.86% at 384 x 192), which matters because the TW margin
+  is only ~1.5% of lambda_+ there. The "bulk" is the ESD without its outliers: the fit is repeated on the
+  eigenvalues below the TW cutoff of the previous round until the outlier count stops changing (at most
+  TRIM_ROUNDS rounds, at most TRIM_MAX_FRACTION of the eigenvalues set aside). This is the papers' hand fit
+  (drop the k spikes, fit the rest) made automatic: 15 strong spikes among 64 eigenvalues would otherwise put
+  the 75% quantile of the ESD at the bulk's 98% and inflate sigma^2 by a quarter.
 * KDE: weightwatcher 0.7.7's `fit_density_with_range` + `resid_mp`: a linear-kernel KDE (bandwidth 0.1) on
   1000 grid points over [0, max + 0.5], grid points with density <= 0.01 dropped, `scipy.optimize.brute` over
   sigma in [0.05, 2) * sigma_0 in steps of 0.01 * sigma_0 with a Nelder-Mead polish, and the 1000-per-point
@@ -18,12 +22,18 @@ Two ways to fit sigma (`MPMethod`):
   is fitted, with its support [0, 2 sigma]; weightwatcher's `quarter_circle_fun` uses sqrt(4 - nu^2) for every
   sigma (its density then integrates to 1/sigma^2), a bug we fix.
 
-Spike margin (`SpikeRule`, HTSR_THEORY §2.3): with the exact TW scale of the largest eigenvalue of a real
-Wishart matrix (Johnstone 2001), rescaled to X = W^T W / N with variance sigma^2,
+The Tracy-Widom scale and cutoff are defined here once (`tracy_widom_scale`, `MPFit.tw_cutoff`): with the
+exact TW scale of the largest eigenvalue of a real Wishart matrix (Johnstone 2001, Ann. Statist. 29),
+rescaled to X = W^T W / N with variance sigma^2,
     s_TW = sigma^2 Q^(-1/2) (1 + Q^(-1/2))^(4/3) M^(-2/3),
-* TRACY_WIDOM (default): a spike is an eigenvalue above lambda_+ + 2 s_TW (about the TW1 99th percentile);
+an eigenvalue above lambda_+ + TW_MARGIN s_TW (TW_MARGIN = 2, about the TW1 99th percentile 2.02) is an
+outlier. The phase classifier always uses that cutoff. The spike count `num_spikes` follows `SpikeRule`:
+* TRACY_WIDOM (default): the same cutoff;
 * WEIGHTWATCHER: above lambda_+ + sqrt(Q^(-1/2) lambda_+^(2/3) M^(-2/3)), weightwatcher's margin, which treats
   the TW scale as a variance and is of order M^(-1/3), far wider.
+
+`bulk_ks` measures how well the fitted law describes the bulk, and `bulk_ks_null` says how large that distance
+is on pure-noise matrices of the same shape (a table computed by benchmarks/tabulate_bulk_ks_null.py).
 """
 
 from __future__ import annotations
@@ -46,8 +56,12 @@ KDE_DENSITY_FLOOR = 0.01
 KDE_PENALTY = 1000.0
 # Quantiles matched by the QUANTILE fit: the bulk below any plausible tail or spikes.
 FIT_QUANTILES = np.linspace(0.05, 0.75, 15)
-# Margin of the TRACY_WIDOM rule, in units of s_TW: about the 99th percentile of the TW1 law (2.02).
+# Margin of the TW cutoff, in units of s_TW: about the TW1 99th percentile (2.02; Tracy & Widom 1996).
 TW_MARGIN = 2.0
+# Trimmed quantile fit: rounds of "fit, set the outliers aside, refit", and the largest share set aside (a
+# spectrum with more than half of its eigenvalues above the fitted edge has no MP bulk to speak of).
+TRIM_ROUNDS = 20
+TRIM_MAX_FRACTION = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +73,8 @@ class MPFit:
         lambda_plus: upper bulk edge sigma^2 (1 + Q^-1/2)^2, in the caller's eigenvalue units.
         lambda_minus: lower bulk edge sigma^2 (1 - Q^-1/2)^2, in the caller's units.
         tw_scale: the Tracy-Widom scale s_TW at the edge, in the caller's units.
-        spike_cutoff: the edge plus the spike margin, in the caller's units.
+        tw_cutoff: lambda_plus + TW_MARGIN * tw_scale, in the caller's units: the outlier cutoff.
+        spike_cutoff: the edge plus the margin of the spike rule, in the caller's units.
         num_spikes: eigenvalues above `spike_cutoff`.
         softrank: lambda_plus / lambda_max (the MP soft rank).
     """
@@ -68,6 +83,7 @@ class MPFit:
     lambda_plus: float
     lambda_minus: float
     tw_scale: float
+    tw_cutoff: float
     spike_cutoff: float
     num_spikes: int
     softrank: float
@@ -99,26 +115,35 @@ def fit_mp(
         return None
     unit = total / lam.size  # x = lam / unit has mean 1 (weightwatcher's Wscale^2 = 1 / unit)
     x = lam / unit
-    sigma = _quantile_sigma(x, Q) if method == MPMethod.QUANTILE else _kde_sigma(x, Q)
+    sigma = _trimmed_quantile_sigma(x, Q, M) if method == MPMethod.QUANTILE else _kde_sigma(x, Q)
     if not (math.isfinite(sigma) and sigma > 0.0):
         return None
     q = 1.0 / math.sqrt(Q)
     lambda_plus = (sigma * (1.0 + q)) ** 2
     lambda_minus = (sigma * (1.0 - q)) ** 2
-    tw_scale = sigma**2 * q * (1.0 + q) ** (4.0 / 3.0) * M ** (-2.0 / 3.0)
+    tw_scale = tracy_widom_scale(sigma**2, Q, M)
+    tw_cutoff = lambda_plus + TW_MARGIN * tw_scale
     if spike_rule == SpikeRule.WEIGHTWATCHER:
         cutoff = lambda_plus + math.sqrt(q * lambda_plus ** (2.0 / 3.0) * M ** (-2.0 / 3.0))
     else:
-        cutoff = lambda_plus + TW_MARGIN * tw_scale
+        cutoff = tw_cutoff
     return MPFit(
         sigma=sigma,
         lambda_plus=lambda_plus * unit,
         lambda_minus=lambda_minus * unit,
         tw_scale=tw_scale * unit,
+        tw_cutoff=tw_cutoff * unit,
         spike_cutoff=cutoff * unit,
         num_spikes=int(np.count_nonzero(x > cutoff)),
         softrank=lambda_plus / float(x[-1]),
     )
+
+
+def tracy_widom_scale(sigma2: float, Q: float, M: int) -> float:
+    """s_TW = sigma^2 Q^(-1/2) (1 + Q^(-1/2))^(4/3) M^(-2/3): the TW fluctuation scale of lambda_max at the
+    MP edge of M eigenvalues with aspect ratio Q and variance sigma^2 (module docstring)."""
+    q = 1.0 / math.sqrt(Q)
+    return sigma2 * q * math.pow(1.0 + q, 4.0 / 3.0) * math.pow(M, -2.0 / 3.0)
 
 
 def _quantile_sigma(x: FloatArray, Q: float) -> float:
@@ -126,6 +151,29 @@ def _quantile_sigma(x: FloatArray, Q: float) -> float:
     reference = mp_quantiles(Q)
     observed = _sorted_quantiles(x, FIT_QUANTILES)
     return math.sqrt(float(observed @ reference) / float(reference @ reference))
+
+
+def _trimmed_quantile_sigma(x: FloatArray, Q: float, M: int) -> float:
+    """The quantile fit on the bulk: refit without the eigenvalues above the last round's TW cutoff.
+
+    `x` is sorted. The outlier count starts at 0 and is capped at TRIM_MAX_FRACTION of the eigenvalues; the
+    rounds stop when it repeats (a fixed point, or a cycle, whose smallest-count member is kept).
+    """
+    n = x.size
+    cap = int(TRIM_MAX_FRACTION * n)
+    q = 1.0 / math.sqrt(Q)
+    set_aside = 0
+    seen: dict[int, float] = {}
+    sigma = math.nan
+    for _ in range(TRIM_ROUNDS):
+        sigma = _quantile_sigma(x[: n - set_aside], Q)
+        seen[set_aside] = sigma
+        cutoff = (sigma * (1.0 + q)) ** 2 + TW_MARGIN * tracy_widom_scale(sigma**2, Q, M)
+        count = min(cap, int(n - np.searchsorted(x, cutoff, side="right")))
+        if count in seen:
+            return seen[min(count, set_aside)]
+        set_aside = count
+    return sigma
 
 
 def _sorted_quantiles(x: FloatArray, p: FloatArray) -> FloatArray:
@@ -261,3 +309,43 @@ def _kde_sigma(x: FloatArray, Q: float) -> float:
         finish=scipy.optimize.fmin,
     )
     return float(np.asarray(result[0]).reshape(-1)[0])
+
+
+def bulk_ks(evals: npt.ArrayLike, fit: MPFit, Q: float) -> float | None:
+    """KS distance between the bulk (the eigenvalues up to `fit.tw_cutoff`) and the fitted MP law restricted
+    to the same range, renormalised there. None when fewer than 2 eigenvalues are in the bulk.
+
+    `evals` are in the units `fit` was computed in. The distance is the two-sided sup over the steps of the
+    empirical CDF, as in `scipy.stats.kstest`.
+    """
+    lam = np.sort(np.asarray(evals, dtype=np.float64))
+    sigma2 = fit.lambda_plus / (1.0 + 1.0 / math.sqrt(Q)) ** 2  # in the caller's units
+    bulk = lam[lam <= fit.tw_cutoff] / sigma2
+    if bulk.size < 2:
+        return None
+    model = mp_cdf(bulk, Q) / float(mp_cdf(np.array([fit.tw_cutoff / sigma2]), Q)[0])
+    steps = np.arange(1, bulk.size + 1) / bulk.size
+    return float(max(np.max(np.abs(steps - model)), np.max(np.abs(steps - 1.0 / bulk.size - model))))
+
+
+def bulk_ks_null(M: int, Q: float) -> float:
+    """The 99th percentile of `bulk_ks` on Gaussian matrices with M eigenvalues and aspect ratio Q.
+
+    Read from the table of `inspector.science._bulk_ks_null` (log-normal fit of the simulated distances per
+    grid cell), interpolated bilinearly in (log M, log Q); Q outside the grid is clamped to it, and M beyond
+    it follows the power law of the two outermost grid sizes (the distance falls like ~1/M: eigenvalues of
+    random matrices are rigid, each within ~log(M)/M of its classical position).
+    """
+    from inspector.science._bulk_ks_null import KS_LOG_MEAN, KS_LOG_SD, M_GRID, Q_GRID, Z99
+
+    log_m = np.log(np.asarray(M_GRID, dtype=np.float64))
+    log_q = np.log(np.asarray(Q_GRID, dtype=np.float64))
+    table = np.asarray(KS_LOG_MEAN) + Z99 * np.asarray(KS_LOG_SD)  # log of the 99th percentile
+    lq = min(max(math.log(Q), float(log_q[0])), float(log_q[-1]))
+    j = min(max(int(np.searchsorted(log_q, lq)) - 1, 0), log_q.size - 2)
+    wq = (lq - log_q[j]) / (log_q[j + 1] - log_q[j])
+    column = (1.0 - wq) * table[:, j] + wq * table[:, j + 1]
+    lm = math.log(M)
+    i = min(max(int(np.searchsorted(log_m, lm)) - 1, 0), log_m.size - 2)
+    wm = (lm - log_m[i]) / (log_m[i + 1] - log_m[i])  # < 0 or > 1 outside the grid: linear in log-log
+    return float(math.exp((1.0 - wm) * column[i] + wm * column[i + 1]))

@@ -1,24 +1,47 @@
-"""The "5+1 phases of training" (Martin & Mahoney, arXiv 1810.01075, Table 4) as a documented procedure.
+"""The "5+1 phases of training" (Martin & Mahoney, arXiv 1810.01075, Table 4) read off bulk-relative evidence.
 
-A layer's phase is read from its ESD in the order of HTSR_THEORY.md §3.5, never from alpha alone (small
-random matrices give heavy-tailed-looking alphas of 4-6):
+`phase_evidence` measures, once per layer, everything the phase is decided from, all of it scale-free and
+relative to the fitted Marchenko-Pastur bulk (`inspector.science.mp`); `label` turns a measured layer into its
+phase and its alpha label. The evidence is stored in the layer's metrics (and so in the JSON report) and
+`label` reads it from there: nothing is recomputed or rebuilt.
 
-1. **rank-collapse** when a large share of the eigenvalues sits at zero (`near_zero_fraction`).
-2. Fit the Marchenko-Pastur bulk (quantile rule, `inspector.science.mp`) and measure how well it describes the
-   eigenvalues below the Tracy-Widom cutoff: the KS distance `mp_bulk_ks` between their empirical CDF and
-   the MP CDF restricted to the same range. The bulk is "MP-like" when that distance is below what random
-   matrices of the same size produce (`mp_bulk_threshold`).
-3. Outliers are eigenvalues above lambda_+ + 2 s_TW (the TW1 99th percentile); "separated" outliers lie at
-   least 25% above lambda_+.
-   - MP-like bulk, no outlier: **random-like**;
-   - MP-like bulk, outliers at most 7% of the eigenvalues: **bulk+spikes** if one is separated, else
-     **bleeding-out** (eigenmass just pulling out of the edge);
-4. Otherwise the bulk is not MP-like (or too much mass left it): **heavy-tailed** when the power-law fit is
-   good (alpha <= 6, D <= 0.1, at least 10 tail eigenvalues), else **bulk-decay**.
+The evidence (fields of `LayerMetrics`):
+* `near_zero_fraction`: share of eigenvalues below 1e-6 x the mean eigenvalue;
+* `mp_bulk_ks` against `mp_bulk_ks_null`: the KS distance of the bulk (eigenvalues up to the TW cutoff
+  lambda_+ + 2 s_TW) to the fitted MP law, and the 99th percentile of that distance on Gaussian matrices
+  of the layer's own M and Q (`mp.bulk_ks_null`, a simulated table); the bulk is MP-like within
+  BULK_KS_TOLERANCE times its null;
+* `lambda_max_tw`: (lambda_max - lambda_+) / s_TW, where the top eigenvalue sits in TW units (an outlier
+  when above 2);
+* `num_outliers`: eigenvalues above the TW cutoff; `num_separated_spikes`: those at or above 1.25 lambda_+;
+  `outlier_mass`: their share of the trace;
+* `near_edge_share`: outliers between the cutoff and 2 lambda_+, as a share of all eigenvalues. Discrete
+  spikes put a handful there whatever the size; a continuous run out of the edge (a graded signal, a heavy
+  tail) puts a fixed share of the spectrum there;
+* `tail_decades`: log10(lambda_max / lambda_+), how far the spectrum reaches above the bulk edge (= -log10
+  of the MP soft rank), and `xmin_over_edge`: where the power-law fit's xmin falls relative to lambda_+;
+* `tail_lr`, `tail_lr_p`: Vuong's normalised log-likelihood ratio of a power law against an exponential,
+  both fitted by maximum likelihood to the part of the spectrum above the bulk (from the TW cutoff, or from
+  xmin when the power-law fit starts below it), and its two-sided p-value (Clauset, Shalizi & Newman 2009,
+  section 5; arXiv 0706.1062): > 0 favours the power law.
 
-Every threshold is a named constant below with where it comes from. The procedure is a proposal of the
-HTSR reference, calibrated on synthetic matrices (benchmarks/calibrate_phases.py); the paper gives the
-phases' definitions, not numeric cut-offs.
+The rules, in order (each threshold is a named constant below, with its source); a layer with fewer than
+16 eigenvalues gets no phase:
+1. rank-collapse: near_zero_fraction >= 10%.
+2. random-like: no outlier above the TW cutoff.
+3. MP-like bulk:
+   a. bleeding-out when no outlier is separated (lambda_max < 1.25 lambda_+: eigenmass just above the edge);
+   b. bulk+spikes when the outliers are discrete (near_edge_share < 4%), however many there are;
+   c. else a continuous run out of the edge: heavy-tailed when it reaches a decade above lambda_+ and the
+      power law is preferred to the exponential, bulk-decay otherwise (an eroded edge with a short tail).
+4. No MP bulk ("no good lambda_+"): heavy-tailed when the spectrum reaches a decade above where its tail
+   starts (lambda_+, or xmin when the power law starts inside what the MP fit calls the bulk) and the power
+   law is preferred; bulk-decay otherwise.
+
+Every decision carries a confidence: each test on the path has a margin, the distance of its statistic from
+the threshold in units of the test's band (1 = a full band away); the confidence is 0.5 + 0.5 x the smallest
+margin. When that margin is below 1 the evidence sits on a boundary, and `neighbour` names the phase on the
+other side of the weakest test (the table shows both).
 """
 
 from __future__ import annotations
@@ -29,121 +52,253 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from inspector.records import LayerMetrics, Phase
-from inspector.science.mp import mp_cdf
+from inspector.records import AlphaLabel, LayerMetrics, Phase
+from inspector.science.mp import TW_MARGIN, MPFit, bulk_ks, bulk_ks_null
 
 FloatArray = npt.NDArray[np.float64]
 
-#: Rank collapse: share of eigenvalues below 1e-6 x the mean eigenvalue (HTSR_THEORY §3.5 A, F0_MAX).
+#: Rank collapse: share of eigenvalues below 1e-6 x the mean eigenvalue (the paper's "large-mass spike at
+#: lambda = 0"; MP predicts no zero eigenvalue for Q > 1, and a square Gaussian matrix has ~1/M of them).
 RANK_COLLAPSE_FRACTION = 0.10
-#: Outliers: eigenvalues above lambda_+ + TW_MARGIN s_TW (about the TW1 99th percentile, 2.02).
-TW_MARGIN = 2.0
-#: A separated spike lies at least this far above lambda_+ (eta = 0.25; BBP spikes of strength ~1.6 Q^-1/4).
+#: A separated spike lies at least this far above lambda_+ (eta = 0.25: BBP spikes of strength above ~1.6
+#: Q^-1/4 at Q = 2; below it the outliers are "eigenmass just around and above lambda_+", bleeding-out).
 SEPARATION = 0.25
-#: Bulk+spikes / bleeding-out allow at most this share of outliers (F_SPIKE, from the MiniAlexNet FC1
-#: ensembles of the ISR notebooks: 2.0-2.4% for bleeding-out/bulk+spikes, 9.25% for bulk-decay).
-MAX_SPIKE_FRACTION = 0.07
-#: Heavy-tailed needs a good power-law fit: alpha at most 6 (above it alpha is uninformative, SETOL),
-#: D at most 0.1 (Gaussian ESDs give 0.11-0.13, real heavy tails 0.02-0.05) and at least 10 tail points.
-HEAVY_TAILED_MAX_ALPHA = 6.0
-HEAVY_TAILED_MAX_D = 0.10
-HEAVY_TAILED_MIN_TAIL = 10
-#: MP-like bulk: KS distance at most max(BULK_FLOOR, BULK_NULL_FACTOR x the largest distance seen in 10
-#: Gaussian matrices of that size), that largest distance enveloped by BULK_NULL_SCALE / M^BULK_NULL_POWER
-#: (benchmarks/calibrate_phases.py prints the simulation behind these numbers).
-BULK_FLOOR = 0.02
-BULK_NULL_FACTOR = 1.5
-BULK_NULL_SCALE = 2.4
-BULK_NULL_POWER = 0.9
+#: MP-like bulk: KS distance at most this multiple of its null 99th percentile at the layer's M and Q. A
+#: rank-k signal moves the bulk's empirical CDF by up to k/M (Cauchy interlacing) even when it only makes
+#: spikes; spiked matrices of tests/science/phase_suite.py reach 1.15, graded signals and heavy tails 0.8-50.
+BULK_KS_TOLERANCE = 1.5
+#: The near-edge window: outliers below this multiple of lambda_+ are "just above the edge" (the continuous
+#: run of a bulk-decay layer ends at 2-3 lambda_+; a separated BBP spike at Q = 2 needs S >= 1.8 Q^-1/4 to
+#: pass it).
+NEAR_EDGE = 2.0
+#: A continuous run out of the edge: outliers in the near-edge window holding at least this share of all
+#: eigenvalues. Discrete spikes put a handful there whatever M (<= 1.6% in the suite, 0.8-1.6% in the trained
+#: MLPs of examples/batch_size_phases.py); the ISR notebooks' MiniAlexNet FC1 had 2.4% outliers at bulk+spikes
+#: and 9.25% at bulk-decay (arXiv 1810.01075, section 7); 4% lies between.
+CONTINUOUS_SHARE = 0.04
+#: Heavy-tailed reaches at least a decade above the bulk edge: lambda_max >= 10 lambda_+, an MP soft rank of
+#: 0.1 or less (the paper's heavy-tailed layers: soft rank 0.0-0.1; its bulk-decay: 0.3-0.5). Without an MP
+#: bulk the decade is counted from the power-law fit's xmin when that lies below the (meaningless) lambda_+.
+HEAVY_TAIL_DECADES = 1.0
+#: The likelihood-ratio test needs this many eigenvalues above the cutoff (below, it is not computed).
+TAIL_LR_MIN_POINTS = 5
+#: Bands of the tests' margins (see the module docstring): ratios for scale-free statistics, absolute for
+#: the likelihood ratio and for lambda_max in TW units.
+RATIO_BAND = 1.5
+SHARE_BAND = 1.5
+DECADES_BAND = 0.3
+TAIL_LR_BAND = 1.0
+TW_BAND = 2.0
+#: Fewer eigenvalues than this get no phase: the bulk's KS null is tabulated from M = 16 (mp.bulk_ks_null),
+#: and a handful of eigenvalues has no bulk to compare outliers with (a 10-class output layer has 10).
+MIN_EIGENVALUES = 16
+#: weightwatcher constants.py: OVER_TRAINED_THRESH, UNDER_TRAINED_THRESH (PRODUCT.md "alpha labels").
+OVER_TRAINED_BELOW = 2.0
+UNDER_TRAINED_ABOVE = 6.0
 
 
 @dataclass(frozen=True, slots=True)
 class PhaseEvidence:
-    """What the phase is decided from, besides alpha and D."""
+    """The bulk-relative numbers of one ESD that the phase is decided from (stored in `LayerMetrics`)."""
 
-    mp_bulk_ks: float | None  # KS distance of the bulk to MP (None when MP could not be fitted)
-    num_outliers: int  # eigenvalues above lambda_+ + 2 s_TW
-    num_separated: int  # outliers at least 25% above lambda_+
+    mp_bulk_ks: float | None
+    mp_bulk_ks_null: float | None
+    lambda_max_tw: float | None
+    num_outliers: int
+    num_separated_spikes: int
+    outlier_mass: float | None
+    tail_decades: float | None
+    near_edge_share: float | None
+    tail_lr: float | None
+    tail_lr_p: float | None
+    xmin_over_edge: float | None
 
 
-def mp_bulk_threshold(M: int) -> float:
-    """Largest bulk KS distance still called MP-like for matrices with M eigenvalues."""
-    return max(BULK_FLOOR, BULK_NULL_FACTOR * BULK_NULL_SCALE / M**BULK_NULL_POWER)
-
-
-def phase_evidence(evals: FloatArray, *, Q: float, M: int, lambda_plus: float | None) -> PhaseEvidence:
-    """Bulk fit quality and outlier counts of one ESD (any eigenvalue scale; `lambda_plus` in the same scale).
+def phase_evidence(
+    evals: FloatArray, *, fit: MPFit | None, Q: float, M: int, xmin: float | None
+) -> PhaseEvidence:
+    """The evidence of one ESD (sorted eigenvalues, any scale) given its MP fit (same scale).
 
     Args:
         evals: sorted eigenvalues.
-        Q: aspect ratio N/M of each matrix.
-        M: eigenvalues per matrix (sets the Tracy-Widom scale).
-        lambda_plus: the fitted MP edge, or None when MP could not be fitted.
+        fit: the (quantile) MP fit of `evals`, or None when there is none.
+        Q: aspect ratio N/M of each matrix; M: its eigenvalues (set the TW scale and the null).
+        xmin: the power-law fit's xmin (same scale), or None.
     """
-    if lambda_plus is None or not lambda_plus > 0:
-        return PhaseEvidence(mp_bulk_ks=None, num_outliers=0, num_separated=0)
-    q = 1.0 / math.sqrt(Q)
-    sigma2 = lambda_plus / (1.0 + q) ** 2
-    tw_scale = sigma2 * q * (1.0 + q) ** (4.0 / 3.0) * M ** (-2.0 / 3.0)
-    cutoff = lambda_plus + TW_MARGIN * tw_scale
-    outliers = evals[evals > cutoff]
-    bulk = evals[evals <= cutoff] / sigma2
-    if bulk.size < 2:
-        return PhaseEvidence(
-            mp_bulk_ks=1.0, num_outliers=int(outliers.size), num_separated=int(outliers.size)
-        )
-    model = mp_cdf(bulk, Q) / float(mp_cdf(np.array([cutoff / sigma2]), Q)[0])
-    n = bulk.size
-    steps = np.arange(1, n + 1) / n
-    ks = float(max(np.max(np.abs(steps - model)), np.max(np.abs(steps - 1.0 / n - model))))
-    separated = int(np.count_nonzero(outliers >= (1.0 + SEPARATION) * lambda_plus))
-    return PhaseEvidence(mp_bulk_ks=ks, num_outliers=int(outliers.size), num_separated=separated)
-
-
-def classify(
-    *,
-    evidence: PhaseEvidence,
-    num_evals: int,
-    M: int,
-    near_zero_fraction: float,
-    alpha: float | None,
-    D: float | None,
-    num_pl_spikes: int | None,
-) -> Phase:
-    """The layer's phase from its evidence (see the module docstring for the order of the rules)."""
-    if near_zero_fraction >= RANK_COLLAPSE_FRACTION:
-        return Phase.RANK_COLLAPSE
-    bulk_is_mp = evidence.mp_bulk_ks is not None and evidence.mp_bulk_ks <= mp_bulk_threshold(M)
-    if bulk_is_mp and evidence.num_outliers == 0:
-        return Phase.RANDOM_LIKE
-    if bulk_is_mp and evidence.num_outliers <= MAX_SPIKE_FRACTION * num_evals:
-        return Phase.BULK_PLUS_SPIKES if evidence.num_separated >= 1 else Phase.BLEEDING_OUT
-    good_power_law = (
-        alpha is not None
-        and D is not None
-        and num_pl_spikes is not None
-        and alpha <= HEAVY_TAILED_MAX_ALPHA
-        and D <= HEAVY_TAILED_MAX_D
-        and num_pl_spikes >= HEAVY_TAILED_MIN_TAIL
+    if fit is None or not fit.lambda_plus > 0.0:
+        return PhaseEvidence(None, None, None, 0, 0, None, None, None, None, None, None)
+    lambda_plus = fit.lambda_plus
+    outliers = evals[evals > fit.tw_cutoff]
+    start = min(fit.tw_cutoff, xmin) if xmin is not None else fit.tw_cutoff
+    lr, p = _power_law_vs_exponential(evals[evals >= start], start)
+    return PhaseEvidence(
+        mp_bulk_ks=bulk_ks(evals, fit, Q),
+        mp_bulk_ks_null=bulk_ks_null(M, Q),
+        lambda_max_tw=(float(evals[-1]) - lambda_plus) / fit.tw_scale if fit.tw_scale > 0.0 else None,
+        num_outliers=int(outliers.size),
+        num_separated_spikes=int(np.count_nonzero(outliers >= (1.0 + SEPARATION) * lambda_plus)),
+        outlier_mass=float(outliers.sum() / evals.sum()) if evals.sum() > 0.0 else None,
+        tail_decades=math.log10(float(evals[-1]) / lambda_plus),
+        near_edge_share=float(np.count_nonzero(outliers < NEAR_EDGE * lambda_plus)) / evals.size,
+        tail_lr=lr,
+        tail_lr_p=p,
+        xmin_over_edge=xmin / lambda_plus if xmin is not None else None,
     )
-    return Phase.HEAVY_TAILED if good_power_law else Phase.BULK_DECAY
 
 
-def classify_metrics(metrics: LayerMetrics, M: int) -> Phase | None:
-    """The phase of a measured layer, or None when its evidence was not computed."""
-    if metrics.num_outliers is None or metrics.near_zero_fraction is None:
+def _power_law_vs_exponential(tail: FloatArray, start: float) -> tuple[float | None, float | None]:
+    """Vuong's test of a power law against an exponential on the values above `start` (CSN section 5.1).
+
+    Both are fitted by maximum likelihood on [start, inf): alpha = 1 + n / sum ln(x / start) and
+    rate = 1 / mean(x - start). The pointwise log-likelihood differences d_i give R = sum d_i, the normalised
+    ratio R / (sd(d) sqrt(n)) and the two-sided p = erfc(|R| / (sd(d) sqrt(2 n))).
+    """
+    n = tail.size
+    if n < TAIL_LR_MIN_POINTS or not start > 0.0:
+        return None, None
+    logs = np.log(tail / start)
+    excess = tail - start
+    if not (logs.sum() > 0.0 and excess.mean() > 0.0):
+        return None, None
+    alpha = 1.0 + n / float(logs.sum())
+    rate = 1.0 / float(excess.mean())
+    d = (math.log((alpha - 1.0) / start) - alpha * logs) - (math.log(rate) - rate * excess)
+    spread = float(d.std())
+    if not spread > 0.0:
+        return None, None
+    ratio = float(d.sum()) / (spread * math.sqrt(n))
+    return ratio, math.erfc(abs(ratio) / math.sqrt(2.0))
+
+
+def alpha_label(alpha: float | None) -> AlphaLabel | None:
+    """alpha < 2 over-trained, 2 <= alpha <= 6 well-trained, alpha > 6 under-trained; None without a fit."""
+    if alpha is None or not math.isfinite(alpha):
         return None
-    evidence = PhaseEvidence(
-        mp_bulk_ks=metrics.mp_bulk_ks,
-        num_outliers=metrics.num_outliers,
-        num_separated=metrics.num_separated_spikes or 0,
+    if alpha < OVER_TRAINED_BELOW:
+        return AlphaLabel.OVER_TRAINED
+    if alpha > UNDER_TRAINED_ABOVE:
+        return AlphaLabel.UNDER_TRAINED
+    return AlphaLabel.WELL_TRAINED
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseLabel:
+    """A layer's labels: its phase with how sure the rules are, and its alpha label.
+
+    Attributes:
+        phase: the phase, or None when the evidence was not computed (no MP fit).
+        alpha_label: weightwatcher's band reading of alpha alone.
+        confidence: 0.5 + 0.5 x the smallest margin of the tests that decided the phase (1: every test at
+            least a band from its threshold; 0.5: on a threshold).
+        neighbour: the phase on the other side of the weakest test when its margin is below 1, else None.
+        rule: the test that decided, in words.
+    """
+
+    phase: Phase | None
+    alpha_label: AlphaLabel | None
+    confidence: float | None = None
+    neighbour: Phase | None = None
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    name: str
+    passed: bool
+    margin: float  # distance from the threshold in band units, clipped to [0, 1]
+
+
+def _ratio_test(name: str, value: float, threshold: float, band: float, above: bool) -> _Test:
+    """value >= threshold (above) or value <= threshold, margin in log units of `band`."""
+    passed = value >= threshold if above else value <= threshold
+    if value <= 0.0 or threshold <= 0.0:
+        return _Test(name, passed, 1.0)
+    return _Test(name, passed, min(1.0, abs(math.log(value / threshold)) / math.log(band)))
+
+
+def _linear_test(name: str, value: float, threshold: float, band: float, above: bool) -> _Test:
+    passed = value >= threshold if above else value <= threshold
+    return _Test(name, passed, min(1.0, abs(value - threshold) / band))
+
+
+_Decision = tuple[Phase, str, list[_Test]]
+
+
+def _decide(metrics: LayerMetrics, flip: str | None) -> _Decision:
+    """The rule tree of the module docstring; `flip` inverts the outcome of the test of that name."""
+    tests: list[_Test] = []
+
+    def outcome(test: _Test) -> bool:
+        tests.append(test)
+        return (not test.passed) if test.name == flip else test.passed
+
+    assert metrics.near_zero_fraction is not None and metrics.num_outliers is not None
+    if outcome(
+        _ratio_test(
+            "rank-collapse", max(metrics.near_zero_fraction, 1e-12), RANK_COLLAPSE_FRACTION, RATIO_BAND, True
+        )
+    ):
+        return Phase.RANK_COLLAPSE, "near-zero eigenvalues >= 10%", tests
+    top = metrics.lambda_max_tw if metrics.lambda_max_tw is not None else math.inf
+    if not outcome(_linear_test("outliers", top, TW_MARGIN, TW_BAND, True)):
+        return Phase.RANDOM_LIKE, "no eigenvalue above lambda_+ + 2 s_TW", tests
+    decades = metrics.tail_decades if metrics.tail_decades is not None else math.inf
+    ks, null = metrics.mp_bulk_ks, metrics.mp_bulk_ks_null
+    bulk = (
+        _ratio_test("MP bulk", ks, BULK_KS_TOLERANCE * null, RATIO_BAND, False)
+        if ks is not None and null is not None
+        else _Test("MP bulk", False, 1.0)
     )
-    return classify(
-        evidence=evidence,
-        num_evals=metrics.num_evals,
-        M=M,
-        near_zero_fraction=metrics.near_zero_fraction,
-        alpha=metrics.alpha,
-        D=metrics.D,
-        num_pl_spikes=metrics.num_pl_spikes,
+    lr = metrics.tail_lr
+    power_law = _linear_test("power law", lr, 0.0, TAIL_LR_BAND, True) if lr is not None else None
+    if outcome(bulk):
+        separated = _ratio_test("separated", 10.0**decades, 1.0 + SEPARATION, 1.0 + SEPARATION / 2.0, True)
+        if not outcome(separated):
+            return Phase.BLEEDING_OUT, "MP bulk, outliers only just above the edge", tests
+        share = max(metrics.near_edge_share or 0.0, 1e-12)
+        if not outcome(_ratio_test("continuous", share, CONTINUOUS_SHARE, SHARE_BAND, True)):
+            return Phase.BULK_PLUS_SPIKES, "MP bulk and discrete outliers well above the edge", tests
+        reach = _linear_test("reach", decades, HEAVY_TAIL_DECADES, DECADES_BAND, True)
+        if outcome(reach) and power_law is not None and outcome(power_law):
+            return Phase.HEAVY_TAILED, "a power-law run out of the bulk reaching a decade or more", tests
+        return (
+            Phase.BULK_DECAY,
+            "MP bulk with an eroded edge: a short or exponential-like run of outliers",
+            tests,
+        )
+    start = min(1.0, metrics.xmin_over_edge) if metrics.xmin_over_edge is not None else 1.0
+    reach = _linear_test("reach", decades - math.log10(start), HEAVY_TAIL_DECADES, DECADES_BAND, True)
+    if outcome(reach) and power_law is not None and outcome(power_law):
+        return Phase.HEAVY_TAILED, "no MP bulk; a power-law tail over a decade or more", tests
+    return Phase.BULK_DECAY, "no MP bulk, and no power-law tail over a decade", tests
+
+
+def label(metrics: LayerMetrics) -> PhaseLabel:
+    """The phase and the alpha label of a measured layer (module docstring: the rules and the confidence)."""
+    labels = alpha_label(metrics.alpha)
+    if metrics.near_zero_fraction is None or metrics.num_outliers is None:
+        return PhaseLabel(phase=None, alpha_label=labels)
+    if metrics.tail_decades is None and metrics.near_zero_fraction < RANK_COLLAPSE_FRACTION:
+        return PhaseLabel(phase=None, alpha_label=labels)
+    if metrics.num_evals < MIN_EIGENVALUES:
+        return PhaseLabel(phase=None, alpha_label=labels, rule=f"fewer than {MIN_EIGENVALUES} eigenvalues")
+    phase, rule, tests = _decide(metrics, None)
+    weakest = min(tests, key=lambda test: test.margin)
+    neighbour = None
+    if weakest.margin < 1.0:
+        other, _, _ = _decide(metrics, weakest.name)
+        neighbour = other if other != phase else None
+    return PhaseLabel(
+        phase=phase, alpha_label=labels, confidence=0.5 + 0.5 * weakest.margin, neighbour=neighbour, rule=rule
     )
+
+
+#: For scripts and benchmarks: the ordinal position of each phase along training (rank-collapse last).
+PHASE_ORDER: dict[Phase, int] = {
+    Phase.RANDOM_LIKE: 0,
+    Phase.BLEEDING_OUT: 1,
+    Phase.BULK_PLUS_SPIKES: 2,
+    Phase.BULK_DECAY: 3,
+    Phase.HEAVY_TAILED: 4,
+    Phase.RANK_COLLAPSE: 5,
+}

@@ -21,8 +21,8 @@ Deliberate differences from weightwatcher, all documented in docs/ and in the te
 * n < 20: weightwatcher 0.7.7 switches to `fit_powerlaw_smallN`, whose J criterion is then overwritten by
   argmin D while alpha stays bias-corrected (reference §3.3, a bug). We keep the standard estimator and flag
   the fit as low-confidence instead (`PowerLawFit.low_confidence`).
-* A candidate whose tail has no spread (all values equal) has no MLE; weightwatcher gives alpha = inf and a
-  finite D there, we exclude it.
+* A candidate whose tail has no spread (all values equal, or equal to within 1e-12 relative: rounding) has no
+  MLE; weightwatcher gives alpha = inf (or ~1e15 from rounding) and a finite D there, we exclude it.
 * `xmax` bounds the model, not just the data: the fitted density is the power law normalised on
   [xmin, xmax] (CSN §2, the `powerlaw` package's xmax), whose MLE solves a one-dimensional equation that we
   solve for all candidates at once by bisection. weightwatcher's `WWFit(xmax=...)` only drops the data above
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,14 @@ FloatArray = npt.NDArray[np.float64]
 # Tails with fewer points than this get weightwatcher 0.7.7's small-n treatment there (SMALL_N_CUTOFF);
 # here they get the standard fit with a low-confidence flag.
 SMALL_N_CUTOFF = 20
+# Relative differences below this are rounding, not spread: eigenvalues carry absolute errors of about
+# M eps64 lambda_max (inspector/science/eigen.py), 1e-12 relative for M up to ~10^3.
+RESOLUTION = 1e-12
 # Elements of one (candidates x points) block: 2^20 float64s = 8 MiB per temporary array.
 _BLOCK_ELEMENTS = 1 << 20
+#: The truncated power law's exponent is searched in these bounds (powerlaw's Truncated_Power_Law: alpha > 1);
+#: a fit that ends on one is not a measured exponent, and reports mark it.
+TPL_ALPHA_BOUNDS = (1.0 + 1e-9, 50.0)
 # Stride of the subset of points used for the lower bounds of D (see the module docstring).
 _BOUND_STRIDE = 16
 # Slack on the bounds, against last-bit differences between SIMD and scalar exp in numpy.
@@ -88,6 +95,7 @@ def fit_power_law(
     *,
     xmax: float | None = None,
     xmin_range: tuple[float, float] | None = None,
+    resolution: float = RESOLUTION,
 ) -> PowerLawFit | None:
     """Fit a continuous power law to positive data: MLE alpha, xmin by minimum KS distance.
 
@@ -95,6 +103,8 @@ def fit_power_law(
         data: positive values (the ESD above the fit threshold); sorted here.
         xmax: if given, only values <= xmax are fitted, with the law normalised on [xmin, xmax].
         xmin_range: if given, only candidates xmin with lo <= xmin <= hi are considered (`xmin_peak`).
+        resolution: relative differences below this are rounding: a candidate whose whole tail lies within it
+            of xmin has no spread and is not fitted (see `RESOLUTION`).
 
     Returns:
         The fit, or None when no candidate admits one (fewer than 2 values, or no spread).
@@ -119,7 +129,9 @@ def fit_power_law(
     else:
         upper = np.log(xmax) - np.log(x[-1]) - logx[:-1]  # ln(xmax / x_i)
         beta = _bounded_mle_beta(spread / n_tail, upper)
-    valid = np.isfinite(beta) & (beta > 0.0)
+    # A tail whose values all lie within the eigensolvers' resolution of its xmin has no spread to fit: its
+    # "alpha" would be rounding noise (an orthogonal matrix's flat spectrum gives alpha ~ 1e15).
+    valid = np.isfinite(beta) & (beta > 0.0) & (logx[:-1] < -resolution)
     if xmin_range is not None:
         lo, hi = xmin_range
         valid &= (x[:-1] >= lo) & (x[:-1] <= hi)
@@ -312,7 +324,7 @@ def fit_truncated_power_law(
             np.array(start),
             jac=True,
             method="L-BFGS-B",
-            bounds=[(1.0 + 1e-9, 50.0), (0.0, None)],
+            bounds=[TPL_ALPHA_BOUNDS, (0.0, None)],
             options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 500},
         )
         if result.fun < best[0]:
@@ -344,15 +356,17 @@ def _tpl_moments(alpha: float, c: float, s_max: float) -> tuple[float, float, fl
 
     import scipy.integrate
 
-    options = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
+    def integral(function: Callable[[float], float]) -> float:
+        return float(scipy.integrate.quad(function, 0.0, s_max, epsabs=0.0, epsrel=1e-12, limit=200)[0])
+
     with warnings.catch_warnings():
         # Near-flat or steep weights make quad doubt its own accuracy; the optimiser only needs a
         # consistent objective, and a warning on stderr would break the one-line-errors contract.
         warnings.simplefilter("ignore", scipy.integrate.IntegrationWarning)
-        J = scipy.integrate.quad(weight, 0.0, s_max, **options)[0]
-        mean_s = scipy.integrate.quad(lambda s: s * weight(s), 0.0, s_max, **options)[0] / J
+        J = integral(weight)
+        mean_s = integral(lambda s: s * weight(s)) / J
         try:
-            mean_u = scipy.integrate.quad(lambda s: math.exp(s + log_weight(s)), 0.0, s_max, **options)[0] / J
+            mean_u = integral(lambda s: math.exp(s + log_weight(s))) / J
         except OverflowError:
             mean_u = math.inf
     return J, mean_s, mean_u

@@ -1,4 +1,5 @@
-"""Per-model aggregates of the layer records, and weightwatcher's alpha label.
+"""Per-model aggregates of the layer records (the alpha label itself is
+`inspector.science.phases.alpha_label`).
 
 weightwatcher's `get_summary` takes plain means over every row, failed fits (alpha = -1) included, so one
 failed layer drags mean alpha down and labels itself "over-trained" (reference §4 and §8, items 6). Here a
@@ -12,22 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from inspector.records import AlphaLabel, LayerRecord, Status, Summary
-
-# weightwatcher constants.py: OVER_TRAINED_THRESH, UNDER_TRAINED_THRESH (PRODUCT.md "alpha labels").
-OVER_TRAINED_BELOW = 2.0
-UNDER_TRAINED_ABOVE = 6.0
-
-
-def alpha_label(alpha: float | None) -> AlphaLabel | None:
-    """alpha < 2 over-trained, 2 <= alpha <= 6 well-trained, alpha > 6 under-trained; None without a fit."""
-    if alpha is None or not math.isfinite(alpha):
-        return None
-    if alpha < OVER_TRAINED_BELOW:
-        return AlphaLabel.OVER_TRAINED
-    if alpha > UNDER_TRAINED_ABOVE:
-        return AlphaLabel.UNDER_TRAINED
-    return AlphaLabel.WELL_TRAINED
+from inspector.records import LayerRecord, Status, Summary
 
 
 def _mean(values: Iterable[float | int | None]) -> float | None:

@@ -90,8 +90,10 @@ def test_ctrl_c_exits_130_and_leaves_no_worker_behind(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
-    assert stderr == "wwinspect: interrupted\n"
-    assert stdout == ""
+    # One line: what was interrupted and how far it got; the report of what was finished is on stdout.
+    assert stderr.startswith("wwinspect: interrupted: ") and stderr.count("\n") == 1, stderr
+    (report,) = json.loads(stdout)["reports"]
+    assert len(report["layers"]) < 24
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -85,9 +85,16 @@ def _other_value(spec: SettingSpec) -> tuple[Any, list[str], Any]:
 
 def test_the_table_holds_every_setting_once() -> None:
     keys = [spec.key for spec in SETTINGS]
-    # the 24 of issue 10, plus -o (a setting that no config sets), plus issue 12's split-fused, per-head, base
-    assert len(keys) == len(set(keys)) == 28
-    assert {spec.key for spec in SETTINGS if not spec.meta.in_config} == {"output"}
+    # the 24 of issue 10, -o, and issue 11's --plot, --html, --write-baseline, --strict, --baseline and
+    # --max-alpha-shift, and issue 12's --split-fused, --per-head and --base; the files a run writes are
+    # for the command line alone.
+    assert len(keys) == len(set(keys)) == 34
+    assert {spec.key for spec in SETTINGS if not spec.meta.in_config} == {
+        "output",
+        "plot",
+        "html",
+        "write-baseline",
+    }
 
 
 def test_the_command_has_exactly_the_declared_flags() -> None:
@@ -105,9 +112,16 @@ def test_no_flags_and_no_config_give_the_objects_own_defaults() -> None:
     assert _parse() == RunSettings(options=AnalysisOptions(), rules=GateRules())
 
 
+#: Settings that are only valid beside another one: the flags and the config value that go with them.
+COMPANIONS: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "max-alpha-shift": (["--baseline", "base.json"], {"baseline": "base.json"}),
+}
+
+
 @pytest.mark.parametrize("spec", SETTINGS, ids=lambda spec: spec.key)
 def test_each_flag_reaches_its_field(spec: SettingSpec) -> None:
     value, words, _ = _other_value(spec)
+    words = [*words, *COMPANIONS.get(spec.key, ([], {}))[0]]
     assert _field(_parse(*words), spec) == spec.to_field(value)
     assert _field(_parse(*words), spec) != _field(_parse(), spec)
 
@@ -117,8 +131,10 @@ def test_each_flag_reaches_its_field(spec: SettingSpec) -> None:
 )
 def test_each_config_key_reaches_its_field(spec: SettingSpec) -> None:
     value, _, toml_value = _other_value(spec)
+    if spec.kind is Path:
+        value = SOURCE.parent / value  # a path in the config is relative to the config's folder
     for spelling in {spec.key, spec.key.replace("-", "_")}:
-        config = validate_config({spelling: toml_value}, SOURCE)
+        config = validate_config({spelling: toml_value, **COMPANIONS.get(spec.key, ([], {}))[1]}, SOURCE)
         assert _field(resolve_run({}, config), spec) == spec.to_field(value)
 
 
@@ -149,8 +165,12 @@ def test_flags_win_over_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert [phase.value for phase in unflagged.rules.phases] == ["bulk-decay"]
 
 
-def test_json_wins_over_format_as_before() -> None:
-    assert _parse("--format", "csv", "--json").output_format is OutputFormat.JSON
+def test_json_and_another_format_contradict() -> None:
+    # Issue 11: `--json --format csv` silently gave JSON; two formats asked for are a usage error.
+    result = run_cli(DEFAULT, "--format", "csv", "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "--json contradicts --format csv" in result.stderr and result.stderr.count("\n") == 1
+    assert _parse("--format", "json", "--json").output_format is OutputFormat.JSON
 
 
 @pytest.mark.parametrize(

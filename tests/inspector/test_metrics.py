@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from inspector.errors import LayerFailedError
-from inspector.options import AnalysisOptions, FitMethod, FixFingers, Normalization
+from inspector.options import AnalysisOptions, FitCut, FitMethod, FixFingers, Normalization
 from inspector.records import LayerMetrics
 from inspector.science.eigen import CpuBackend
 from inspector.science.metrics import measure_layer
@@ -125,10 +125,23 @@ def test_per_n_normalisation_moves_the_scale_but_never_alpha() -> None:
 def test_fit_threshold_is_on_weightwatchers_scale() -> None:
     rng = np.random.default_rng(6)
     W = with_spectrum(rng, 100, np.sqrt(np.geomspace(1e-8, 10.0, 60)))
-    m = measure(W)
+    absolute = AnalysisOptions(fit_cut=FitCut.ABSOLUTE)  # weightwatcher's cut (the default is relative)
+    m = measure(W, absolute)
     assert m.num_fit_evals == int(np.count_nonzero(np.geomspace(1e-8, 10.0, 60) > 1e-5))
-    conv = measure_layer([W], N=100, M=60, scale=0.5, options=DEFAULTS, backend=BACKEND)
+    conv = measure_layer([W], N=100, M=60, scale=0.5, options=absolute, backend=BACKEND)
     assert conv.num_fit_evals == int(np.count_nonzero(0.5 * np.geomspace(1e-8, 10.0, 60) > 1e-5))
+
+
+def test_relative_cut_keeps_what_counts_towards_the_rank() -> None:
+    rng = np.random.default_rng(6)
+    evals = np.geomspace(1e-8, 10.0, 60)
+    W = with_spectrum(rng, 100, np.sqrt(evals))
+    m = measure(W)  # float64: every one of the 60 directions is resolved, so all of them are fitted
+    assert m.num_fit_evals == m.matrix_rank == 60
+    assert measure(W * 1e-4).alpha == pytest.approx(m.alpha, rel=1e-9)
+    # A rank-40 matrix: the 20 numerically zero eigenvalues stay out of the fit under either cut.
+    thin = rng.standard_normal((100, 40)) @ rng.standard_normal((40, 60))
+    assert measure(thin).num_fit_evals == measure(thin).matrix_rank == 40
 
 
 def test_pooled_conv_slices_are_scaled_and_concatenated() -> None:

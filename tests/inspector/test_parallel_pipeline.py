@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from formats.errors import CorruptFileError
-from inspector import pipeline
+from inspector import pipeline, workers
 from inspector.options import AnalysisOptions
 from inspector.pipeline import MIN_PARALLEL_WORK, analyze_paths
 from inspector.render.json import report_dict
@@ -74,7 +74,7 @@ def test_a_file_error_raised_in_a_worker_becomes_the_files_error(monkeypatch: py
 
 def test_only_enough_work_forks(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    original = pipeline.ordered_map
+    original = workers.ordered_map  # the function pipeline imported, before the patch
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(kwargs["jobs"])

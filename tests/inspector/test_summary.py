@@ -7,7 +7,8 @@ import math
 import pytest
 
 from inspector.records import AlphaLabel, LayerKind, LayerMetrics, LayerRecord, Phase, Status
-from inspector.science.summary import alpha_label, summarize
+from inspector.science.phases import alpha_label
+from inspector.science.summary import summarize
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ import weightwatcher
 from weightwatcher import RMT_Util
 from weightwatcher.WW_powerlaw import WWFit
 
-from inspector.options import AnalysisOptions, MPMethod, SpikeRule
+from inspector.options import AnalysisOptions, FitCut, MPMethod, SpikeRule
 from inspector.records import LayerMetrics
 from inspector.science.eigen import CpuBackend
 from inspector.science.metrics import matrix_entropy, measure_layer
@@ -43,9 +43,11 @@ logging.getLogger("weightwatcher").setLevel(logging.WARNING)
 EXACT = 1e-9  # relative, where the eigenvalue routes match
 SVD_ROUTE = CpuBackend(route="svd")  # weightwatcher's scipy float64 gesdd
 GRAM_ROUTE = CpuBackend()  # our default
-DEFAULTS = AnalysisOptions()
+DEFAULTS = AnalysisOptions(
+    fit_cut=FitCut.ABSOLUTE
+)  # weightwatcher's EVALS_THRESH cut, for like-for-like numbers
 # weightwatcher's spike rule and MP method, for the MP comparisons
-WW_MP = AnalysisOptions(mp_method=MPMethod.KDE, spike_rule=SpikeRule.WEIGHTWATCHER)
+WW_MP = AnalysisOptions(mp_method=MPMethod.KDE, spike_rule=SpikeRule.WEIGHTWATCHER, fit_cut=FitCut.ABSOLUTE)
 
 
 def heavy_tailed(rng: np.random.Generator, N: int, M: int, alpha: float) -> npt.NDArray[np.float64]:
@@ -229,7 +231,7 @@ def test_alpha_end_to_end_through_our_default_route(
     name: str, default_analysis: dict[str, pd.Series], model: tuple[Net, list[Layer]]
 ) -> None:
     layer = next(item for item in model[1] if item.name == name)
-    metrics = ours(layer, backend=GRAM_ROUTE)
+    metrics = ours(layer, AnalysisOptions(), backend=GRAM_ROUTE)  # our defaults: Gram route, relative cut
     assert metrics.alpha == pytest.approx(float(default_analysis[name]["alpha"]), rel=1e-3)
     assert metrics.lambda_max == pytest.approx(float(default_analysis[name]["lambda_max"]), rel=1e-12)
 

@@ -27,7 +27,8 @@ from inspector.records import (
     Phase,
     Status,
 )
-from inspector.science.summary import alpha_label, summarize
+from inspector.science.phases import alpha_label
+from inspector.science.summary import summarize
 from tests.conftest import FIXTURES, ROOT
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")

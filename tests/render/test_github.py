@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inspector.gate import GateResult, GateRules, Violation, evaluate_gate
+from inspector.gate import GateResult, GateRules, Rule, Violation, evaluate_gate
 from inspector.records import FileError, ModelReport, Status
 from inspector.render import github
 from tests.render.helpers import fixture_report, layer, report_of
@@ -30,7 +30,9 @@ def test_annotations_for_violations_failures_and_summaries() -> None:
 
 def test_names_cannot_inject_workflow_commands() -> None:
     hostile = "w\n::add-mask::secret\r\n::error file=x::fake,%0A"
-    gate = GateResult(passed=False, violations=(Violation("m,odel:1.onnx", hostile, "alpha>6", 7.0),))
+    gate = GateResult(
+        passed=False, violations=(Violation("m,odel:1.onnx", hostile, Rule.ALPHA_ABOVE, 7.0, 6.0),)
+    )
     text = github.to_github([], gate)
     assert text.count("\n") == 1 and text.startswith("::error file=m%2Codel%3A1.onnx,")
     assert "\\x0a::add-mask::secret\\x0d\\x0a" in text and "%250A" in text  # shown, never obeyed

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from inspector.gate import GateResult, Violation
+from inspector.gate import GateResult, Rule, Violation
 from inspector.records import ModelReport, Phase, Status
 from inspector.render import html, plots, view
 from tests.render.chromium import browser, find_browser
@@ -50,7 +50,9 @@ def page() -> tuple[str, list[ModelReport]]:
         report = fixture_report(name)
         reports.append(report)
         images.append(plots.report_images(report, spectra_of(fixture_path(name), report)))
-    gate = GateResult(passed=False, violations=(Violation(reports[0].path, "fc3.weight", "alpha>4", 4.63),))
+    gate = GateResult(
+        passed=False, violations=(Violation(reports[0].path, "fc3.weight", Rule.ALPHA_ABOVE, 4.63, 4.0),)
+    )
     return html.to_html(reports, gate, gate_active=True, images=images), reports
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from inspector.gate import GateResult, GateRules, Violation, evaluate_gate
+from inspector.gate import GateResult, GateRules, Rule, Violation, evaluate_gate
 from inspector.records import FileError, ModelReport, Phase, Status
 from inspector.render import sarif
 from tests.render.helpers import fixture_report, layer, report_of
@@ -43,10 +43,10 @@ def test_real_violations_are_valid_sarif_with_one_result_each() -> None:
 
 
 def test_fingerprints_depend_on_file_layer_and_rule_not_on_the_value() -> None:
-    first = Violation("models/a.onnx", "fc1.weight", "alpha>6", 7.1)
-    moved = Violation("models/a.onnx", "fc1.weight", "alpha>6", 9.3)
-    other_layer = Violation("models/a.onnx", "fc2.weight", "alpha>6", 7.1)
-    other_rule = Violation("models/a.onnx", "fc1.weight", "alpha<2", 1.1)
+    first = Violation("models/a.onnx", "fc1.weight", Rule.ALPHA_ABOVE, 7.1, 6.0)
+    moved = Violation("models/a.onnx", "fc1.weight", Rule.ALPHA_ABOVE, 9.3, 6.0)
+    other_layer = Violation("models/a.onnx", "fc2.weight", Rule.ALPHA_ABOVE, 7.1, 6.0)
+    other_rule = Violation("models/a.onnx", "fc1.weight", Rule.ALPHA_BELOW, 1.1, 2.0)
 
     def prints(violation: Violation) -> dict[str, str]:
         log = sarif.to_sarif([], GateResult(passed=False, violations=(violation,)))
@@ -56,7 +56,7 @@ def test_fingerprints_depend_on_file_layer_and_rule_not_on_the_value() -> None:
     assert prints(first) == prints(moved)
     assert prints(first)[sarif.FINGERPRINT_KEY] != prints(other_layer)[sarif.FINGERPRINT_KEY]
     assert prints(first)[sarif.FINGERPRINT_KEY] != prints(other_rule)[sarif.FINGERPRINT_KEY]
-    assert prints(first) == prints(Violation("models/a.onnx", "fc1.weight", "alpha>6", 7.1)), (
+    assert prints(first) == prints(Violation("models/a.onnx", "fc1.weight", Rule.ALPHA_ABOVE, 7.1, 6.0)), (
         "same input, same print"
     )
 
@@ -89,7 +89,9 @@ def test_unreadable_files_and_failed_layers_are_notifications_not_results() -> N
 
 
 def test_the_schema_check_can_fail() -> None:
-    log = sarif.to_sarif([], GateResult(passed=False, violations=(Violation("m.onnx", "w", "alpha>6", 7.0),)))
+    log = sarif.to_sarif(
+        [], GateResult(passed=False, violations=(Violation("m.onnx", "w", Rule.ALPHA_ABOVE, 7.0, 6.0),))
+    )
     log["runs"][0]["results"][0]["level"] = "fatal"
     with pytest.raises(jsonschema.ValidationError):
         _validate(log)

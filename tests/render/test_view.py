@@ -186,3 +186,31 @@ def test_counts_line_keeps_the_words_scripts_look_for() -> None:
     assert (
         view.counts_line(report.summary, len(report.layers)) == "analysed 3 of 6 tensors; 3 skipped, 0 failed"
     )
+
+
+def test_a_phase_on_a_boundary_shows_its_neighbour() -> None:
+    """The hook for the phase classifier's evidence: records that carry `phase_neighbour` and
+    `phase_confidence` show the boundary (mark, legend, look at); records without them do not."""
+    import dataclasses
+
+    from inspector.records import LayerRecord
+    from tests.render.helpers import layer, report_of
+
+    base = layer("blk.0.attn.weight", 0, phase=Phase.BULK_DECAY, alpha=3.1)
+    names = {field.name for field in dataclasses.fields(LayerRecord)}
+    if {"phase_neighbour", "phase_confidence"} <= names:
+        record = dataclasses.replace(base, phase_neighbour=Phase.HEAVY_TAILED, phase_confidence=0.55)  # type: ignore[call-arg]
+    else:
+
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class WithEvidence(LayerRecord):
+            phase_confidence: float | None = None
+            phase_neighbour: Phase | None = None
+
+        fields = {field.name: getattr(base, field.name) for field in dataclasses.fields(LayerRecord)}
+        record = WithEvidence(**fields, phase_confidence=0.55, phase_neighbour=Phase.HEAVY_TAILED)
+    rows, _ = view.rows(report_of(record, base))
+    assert view.cell(rows[0], "phase") == "bulk-decay~" and view.cell(rows[1], "phase") == "bulk-decay"
+    assert any(line.startswith("~ = a phase on the boundary") for line in view.legend(rows))
+    (line,) = [line for line in view.attention(rows).lines if line.rows[0] is rows[0]]
+    assert "on the boundary with heavy-tailed, confidence 0.55" in line.reasons
