@@ -85,9 +85,9 @@ def _other_value(spec: SettingSpec) -> tuple[Any, list[str], Any]:
 
 def test_the_table_holds_every_setting_once() -> None:
     keys = [spec.key for spec in SETTINGS]
-    # the 24 of issue 10, -o, and issue 11's --plot, --html, --write-baseline, --strict, --baseline and
-    # --max-alpha-shift; the files a run writes are for the command line alone.
-    assert len(keys) == len(set(keys)) == 31
+    # the 24 of issue 10, issue 9's --fit-cut, -o, and issue 11's --plot, --html, --write-baseline, --strict,
+    # --baseline and --max-alpha-shift; the files a run writes are for the command line alone.
+    assert len(keys) == len(set(keys)) == 32
     assert {spec.key for spec in SETTINGS if not spec.meta.in_config} == {
         "output",
         "plot",
