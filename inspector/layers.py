@@ -256,7 +256,12 @@ def plan_layer(
     # A reason the reader gave reaches the report unchanged (it knows facts the shape does not show);
     # the kind reported is still what the format and the shape say the tensor is.
     hinted = _kind_from_hint(info)
-    if info.hint.kind is None and ndim >= 2 and _BIAS_NAME.search(info.name):
+    if (
+        info.hint.kind is None
+        and ndim >= 2
+        and _BIAS_NAME.search(info.name)
+        and not BUFFER_NAME.search(info.name)
+    ):
         hinted = HintedKind(not_a_matrix=not_a_matrix(FormatHint(kind=WeightKind.BIAS), shape))
     if hinted.not_a_matrix is not None:
         return _skip(LayerKind.OTHER, info.hint.role, info.skip_reason or hinted.not_a_matrix)

@@ -98,21 +98,22 @@ def report_width(*, is_terminal: bool, environ: Mapping[str, str], terminal_colu
 _COMPONENT = re.compile(r"([./])")
 
 
-def elide(name: str, width: int, ellipsis: str = "…") -> str:
+def elide(name: str, width: int, ellipsis: str = "…", protect: frozenset[int] = frozenset()) -> str:
     """`name` in at most `width` cells, cut in the middle.
 
     Whole middle components of a dotted or slashed name go first, never a number (the block index is what
-    tells `layers.3` from `layers.4`): the shortest one whose removal is enough, else the longest and on.
-    Names that would still not fit lose characters from the middle, keeping more of the end than of the
-    start (the end, `.q_proj.weight`, tells layers apart).
+    tells `layers.3` from `layers.4`) nor a component whose position is in `protect`: the shortest one whose
+    removal is enough, else the longest and on. Names that would still not fit lose characters from the
+    middle, keeping more of the end than of the start (the end, `.q_proj.weight`, tells layers apart).
     """
     if cell_len(name) <= width:
         return name
-    parts = _COMPONENT.split(name)
-    words, seps = parts[0::2], parts[1::2]
+    words, seps = _components(name)
     keep = [True] * len(words)
     while True:
-        middle = [i for i in range(1, len(words) - 1) if keep[i] and not words[i].isdigit()]
+        middle = [
+            i for i in range(1, len(words) - 1) if keep[i] and not words[i].isdigit() and i not in protect
+        ]
         if not middle:
             break
         trials = [(cell_len(words[i]), i, _joined(words, seps, _without(keep, i), ellipsis)) for i in middle]
@@ -124,16 +125,55 @@ def elide(name: str, width: int, ellipsis: str = "…") -> str:
 
 
 def elide_all(names: Sequence[str], width: int, ellipsis: str = "…") -> list[str]:
-    """Each name elided to `width`; where two different names would read the same, both are cut by
-    characters instead (`bi/forward_lstm/...` and `bi/backward_lstm/...` must not both become `bi/…/...`)."""
+    """Each name elided to `width`, keeping different names different where the width allows.
+
+    Where two different names would read the same, they are elided again keeping the components in which
+    the colliding names differ (`layers.0.mlp.gate_proj.weight` and `...up_proj.weight` keep `gate_proj`
+    and `up_proj`), and where that still collides they are cut by characters (`bi/forward_lstm/...` and
+    `bi/backward_lstm/...` must not both become `bi/…/...`). `names_are_distinct` tells whether it worked.
+    """
     short = [elide(name, width, ellipsis) for name in names]
-    sources: dict[str, set[str]] = {}
-    for name, text in zip(names, short, strict=True):
-        sources.setdefault(text, set()).add(name)
-    return [
-        _cut_middle(name, width, ellipsis) if len(sources[text]) > 1 and text != name else text
-        for name, text in zip(names, short, strict=True)
-    ]
+    for retry in (_elide_protecting_differences, _cut_by_characters):
+        groups = _collisions(names, short)
+        if not groups:
+            break
+        for group in groups:
+            for index, text in zip(group, retry([names[i] for i in group], width, ellipsis), strict=True):
+                short[index] = text
+    return short
+
+
+def names_are_distinct(names: Sequence[str], shown: Sequence[str]) -> bool:
+    """Whether different names are shown differently."""
+    return not _collisions(names, shown)
+
+
+def _collisions(names: Sequence[str], shown: Sequence[str]) -> list[list[int]]:
+    """Positions of the names that share a shown text with a different name, grouped by that text."""
+    by_text: dict[str, list[int]] = {}
+    for index, text in enumerate(shown):
+        by_text.setdefault(text, []).append(index)
+    return [group for group in by_text.values() if len({names[i] for i in group}) > 1]
+
+
+def _elide_protecting_differences(group: Sequence[str], width: int, ellipsis: str) -> list[str]:
+    split = [_components(name)[0] for name in group]
+    protect = frozenset(
+        position
+        for position in range(max(len(words) for words in split))
+        if len({words[position] if position < len(words) else None for words in split}) > 1
+    )
+    return [elide(name, width, ellipsis, protect) for name in group]
+
+
+def _cut_by_characters(group: Sequence[str], width: int, ellipsis: str) -> list[str]:
+    return [name if cell_len(name) <= width else _cut_middle(name, width, ellipsis) for name in group]
+
+
+def _components(name: str) -> tuple[list[str], list[str]]:
+    """The words of a dotted or slashed name and the separators between them."""
+    parts = _COMPONENT.split(name)
+    return parts[0::2], parts[1::2]
 
 
 def _without(keep: list[bool], index: int) -> list[bool]:
@@ -203,10 +243,12 @@ class Layout:
 
 
 def plan_layout(table_rows: Sequence[Row], width: int, glyphs: Glyphs) -> Layout:
-    """Choose columns for `width` cells: shrink by SHRINK_STEPS until the names fit or get NAME_TARGET."""
+    """Choose columns for `width` cells: shrink by SHRINK_STEPS until the names fit, or get NAME_TARGET cells
+    and stay distinct once elided."""
     keys = list(view.column_keys(table_rows))
     short: set[str] = set()
     natural_name = max([cell_len(_name_text(row, glyphs, None)) for row in table_rows] + [5])
+    full_names = [view.cell(row, "layer", glyphs) for row in table_rows]
 
     def natural(key: str) -> int:
         shorten = key in short
@@ -225,7 +267,9 @@ def plan_layout(table_rows: Sequence[Row], width: int, glyphs: Glyphs) -> Layout
         fixed = sum(natural(key) for key in keys if key != "layer") + GAP * (len(keys) - 1)
         budget = width - fixed
         needed = natural_name if EXTRA_KEYS & set(keys) else min(natural_name, NAME_TARGET)
-        if budget >= needed:
+        if budget >= needed and (
+            budget >= natural_name or names_are_distinct(full_names, elide_all(full_names, budget))
+        ):
             break
     widths = {key: natural(key) for key in keys if key != "layer"}
     widths["layer"] = max(NAME_MIN, min(natural_name, budget))

@@ -198,12 +198,12 @@ def test_a_failed_layer_is_unchecked(tmp_path: Path) -> None:
 
 def test_violations_carry_a_rule_id_and_their_bound() -> None:
     document = json.loads(
-        run_cli(DEFAULT, "--fail-alpha-above", "2.4", "--fail-phase", "bulk-decay", "--json").stdout
+        run_cli(DEFAULT, "--fail-alpha-above", "2.4", "--fail-phase", "bulk+spikes", "--json").stdout
     )
     rules = {(v["layer"], v["rule_id"], v["bound"]) for v in document["gate"]["violations"]}
     assert ("fc1.weight", "alpha-above", 2.4) in rules
-    assert ("fc2.weight", "phase", "bulk-decay") in rules
-    assert all(v["rule"] in ("alpha>2.4", "phase=bulk-decay") for v in document["gate"]["violations"])
+    assert ("fc2.weight", "phase", "bulk+spikes") in rules
+    assert all(v["rule"] in ("alpha>2.4", "phase=bulk+spikes") for v in document["gate"]["violations"])
 
 
 @pytest.mark.parametrize("destination", [["-o", "report.json"], ["--format", "json"], ["--format", "sarif"]])
@@ -218,10 +218,10 @@ def test_a_failing_gate_prints_its_reasons_on_stderr(tmp_path: Path, destination
 
 def test_a_phase_violation_names_the_phase_once() -> None:
     # Before: "phase=heavy-tailed (value heavy-tailed)".
-    result = run_cli(DEFAULT, "--fail-phase", "heavy-tailed")
+    result = run_cli(DEFAULT, "--fail-phase", "bulk+spikes")
     assert result.exit_code == 1
     (line,) = [line for line in result.stdout.splitlines() if "fc1.weight:" in line and "phase" in line]
-    assert line.count("heavy-tailed") == 1
+    assert line.count("bulk+spikes") == 1
 
 
 # --- Folders, globs, missing paths ---------------------------------------------------------------------

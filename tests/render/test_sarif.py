@@ -24,7 +24,9 @@ def _validate(log: dict[str, object]) -> None:
 
 def test_real_violations_are_valid_sarif_with_one_result_each() -> None:
     report = fixture_report("digits_mlp.safetensors")
-    gate = evaluate_gate([report], GateRules(alpha_above=2.4, alpha_below=2.4, phases=(Phase.BULK_DECAY,)))
+    gate = evaluate_gate(
+        [report], GateRules(alpha_above=2.4, alpha_below=2.4, phases=(Phase.BULK_PLUS_SPIKES,))
+    )
     assert len(gate.violations) >= 4
     log = sarif.to_sarif([report], gate, exit_code=1)
     _validate(log)

@@ -37,6 +37,18 @@ def test_elide_keeps_block_numbers_and_the_end() -> None:
     assert table.elide("x" * 30, 12, "...").count("...") == 1
 
 
+def test_colliding_names_keep_the_components_they_differ_in() -> None:
+    # At 29 cells the gate and down projections of one block both read `model.layers.0.mlp.….weight`, and a
+    # cut by characters loses the block number ("model.layer….gate_proj.weight" for blocks 0 and 1).
+    projections = ("gate_proj", "up_proj", "down_proj")
+    names = [f"model.layers.{block}.mlp.{proj}.weight" for block in (0, 1) for proj in projections]
+    short = table.elide_all(names, 29)
+    assert len(set(short)) == len(names)
+    assert all(cell_len(text) <= 29 for text in short)
+    assert short[0] == "model.….0.….gate_proj.weight" and short[5] == "model.….1.….down_proj.weight"
+    assert table.names_are_distinct(names, short)
+
+
 def test_elided_names_stay_distinct() -> None:
     names = ["bi/backward_lstm/lstm_cell/recurrent_kernel", "bi/forward_lstm/lstm_cell/recurrent_kernel"]
     short = table.elide_all(names, 24)
