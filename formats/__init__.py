@@ -6,6 +6,9 @@ detection order and imported only when detection reaches them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from formats._hf_config import is_adapter
 from formats.errors import (
     CorruptFileError,
     FormatError,
@@ -17,7 +20,17 @@ from formats.errors import (
     WWInspectError,
 )
 from formats.registry import FormatSpec, declare, detect, open_model, registered_formats
-from formats.types import DType, FormatHint, Layout, Reader, Role, TensorInfo, TensorRef, WeightKind
+from formats.types import (
+    DType,
+    FormatHint,
+    Layout,
+    ModelStructure,
+    Reader,
+    Role,
+    TensorInfo,
+    TensorRef,
+    WeightKind,
+)
 
 # Detection order: safetensors first (the most common and a cheap, exact header check), then the formats
 # with magic bytes; the HDF5 reader must come before the PyTorch one, since both claim zip archives
@@ -31,6 +44,14 @@ for _module in (
 ):
     declare(_module)
 
+
+def open_with_base(path: Path, base: Path) -> Reader:
+    """Open a LoRA/PEFT adapter with the base model it applies to (`formats._adapter_merge`)."""
+    from formats._adapter_merge import open_merged
+
+    return open_merged(path, base)
+
+
 __all__ = [
     "CorruptFileError",
     "DType",
@@ -39,6 +60,7 @@ __all__ = [
     "FormatSpec",
     "Layout",
     "MissingDependencyError",
+    "ModelStructure",
     "Reader",
     "Role",
     "TensorError",
@@ -50,6 +72,8 @@ __all__ = [
     "WWInspectError",
     "WeightKind",
     "detect",
+    "is_adapter",
     "open_model",
+    "open_with_base",
     "registered_formats",
 ]

@@ -17,9 +17,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from formats._onnx_quantized_ops import QuantizedOperand
+from formats._onnx_shape_ops import (
+    Broadcast,
+    Reshape,
+    ShapeOp,
+    Slices,
+    SplitPart,
+    Take,
+    apply_shape,
+    describe,
+)
 from formats._onnx_slots import Slot
 from formats._onnx_tensor import BFLOAT16, DOUBLE, FLOAT, FLOAT16, FLOAT_CODES, INTEGER_CODES, element_type
 from formats.errors import TensorError
+from formats.quantized._common import round_to
+from formats.quantized.affine import dequantize_affine
 from formats.skip_reasons import not_floating_point
 
 if TYPE_CHECKING:
@@ -66,15 +79,38 @@ class SelectDirection:
         return shape[1:]
 
 
-Transform = Transpose | Cast | Dequantize | SelectDirection
+Transform = Transpose | Cast | Dequantize | SelectDirection | ShapeOp | QuantizedOperand
+#: Transforms that select part of the stored values: each distinct selection is a tensor of its own.
+SELECTIONS = (Slices, SplitPart, Take)
+
+
+def shape_after(transform: Transform, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape after one transform; None when the transform does not fit that shape."""
+    if isinstance(transform, Transpose):
+        if transform.perm is not None and sorted(transform.perm) != list(range(len(shape))):
+            return None
+        return transform.shape(shape)
+    if isinstance(transform, Cast | Dequantize):
+        return shape
+    if isinstance(transform, SelectDirection):
+        return shape[1:] if shape and 0 <= transform.index < shape[0] else None
+    return transform.shape(shape)
 
 
 def presented_shape(shape: tuple[int, ...], transforms: tuple[Transform, ...]) -> tuple[int, ...]:
-    """The shape the consumer sees after `transforms` (applied in order, source first)."""
+    """The shape the consumer sees after `transforms` (applied in order, source first); where one does
+    not fit (`check_transforms` says why), the shape before it."""
     for transform in transforms:
-        if isinstance(transform, Transpose | SelectDirection):
-            shape = transform.shape(shape)
+        after = shape_after(transform, shape)
+        if after is None:
+            return shape
+        shape = after
     return shape
+
+
+def selection(transforms: tuple[Transform, ...]) -> tuple[Transform, ...]:
+    """The selecting transforms of a chain: uses with different selections read different tensors."""
+    return tuple(transform for transform in transforms if isinstance(transform, SELECTIONS))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -145,26 +181,49 @@ def final_code(code: int, transforms: tuple[Transform, ...]) -> int:
             code = transform.to
         elif isinstance(transform, Dequantize):
             code = transform.scale.code
+        elif isinstance(transform, QuantizedOperand):
+            code = transform.scale.code if transform.scale is not None else FLOAT
     return code
+
+
+def is_dequantized(transforms: tuple[Transform, ...]) -> bool:
+    return any(isinstance(transform, Dequantize | QuantizedOperand) for transform in transforms)
 
 
 def check_transforms(constant: Constant, use: Use) -> str | None:
     """Why the chain cannot be applied to this constant (a bad perm, mismatched scales), else None."""
     shape = constant.shape
     for transform in use.transforms:
-        if isinstance(transform, Transpose):
-            if transform.perm is not None and sorted(transform.perm) != list(range(len(shape))):
-                return f"Transpose perm {list(transform.perm)} does not fit a tensor of shape {list(shape)}"
-            shape = transform.shape(shape)
-        elif isinstance(transform, Dequantize):
+        if isinstance(transform, Dequantize):
             reason = dequantize_problem(shape, transform)
             if reason is not None:
                 return reason
         elif isinstance(transform, Cast) and constant.code not in FLOAT_CODES | INTEGER_CODES:
             return f"{element_type(constant.code).onnx_name} values cannot be cast to numbers here"
-    if constant.code not in FLOAT_CODES and not any(isinstance(t, Dequantize | Cast) for t in use.transforms):
+        if isinstance(transform, QuantizedOperand) and transform.scale is None:
+            return f"the scale of this {transform.op} weight is not a constant of the graph"
+        after = shape_after(transform, shape)
+        if after is None:
+            return f"{_transform_name(transform)} does not fit a tensor of shape {list(shape)}"
+        shape = after
+    if constant.code not in FLOAT_CODES and not any(
+        isinstance(t, Dequantize | Cast | QuantizedOperand) for t in use.transforms
+    ):
         return not_floating_point(element_type(constant.code).onnx_name)
     return None
+
+
+def _transform_name(transform: Transform) -> str:
+    if isinstance(transform, Transpose):
+        perm = list(transform.perm) if transform.perm is not None else "reversed"
+        return f"Transpose perm {perm}"
+    if isinstance(transform, Reshape | Slices):
+        return transform.op
+    if isinstance(transform, SplitPart):
+        return "Split"
+    if isinstance(transform, QuantizedOperand):
+        return f"{transform.op}'s attributes"
+    return type(transform).__name__.replace("Broadcast", "Expand").replace("Take", "Gather")
 
 
 def dequantize_problem(shape: tuple[int, ...], transform: Dequantize) -> str | None:
@@ -228,6 +287,10 @@ def describe_transforms(constant: Constant, transforms: tuple[Transform, ...]) -
             parts.append(f"transposed {perm}")
         elif isinstance(transform, SelectDirection):
             parts.append(f"direction {transform.index} of {transform.count}")
+        elif isinstance(transform, QuantizedOperand):
+            return transform.encoding()  # the consumer's own quantisation names the weight's encoding
+        else:
+            parts.append(describe(transform))
     return "; ".join(parts) or None
 
 
@@ -254,49 +317,45 @@ def dequantize(
 ) -> npt.NDArray[np.floating]:
     """DequantizeLinear (opset 10-23): y = (x - zero_point) * scale, per tensor, per axis or per block.
 
-    The subtraction is done in integers and the product in float32, as onnxruntime's kernel does, so
-    the result matches it bit for bit; a float16 or bfloat16 scale gives that type, widened on return.
+    The rule is `formats.quantized.affine`'s: the subtraction in integers, the product in float32 as
+    onnxruntime's kernel does (bit for bit); a float16 scale gives float16, a double scale double.
     """
     problem = dequantize_problem(tuple(values.shape), transform)
     if problem is not None:
         raise TensorError(problem)
-    wide = np.int64 if values.dtype.itemsize >= 4 else np.int32
-    shifted = values.astype(wide)
-    rank = values.ndim
-    axis = transform.axis + rank if transform.axis < 0 else transform.axis
-
-    def spread(parameter: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-        if parameter.size == 1 and transform.block_size == 0:
-            return parameter.reshape(())
-        if transform.block_size == 0:
-            shape = [1] * rank
-            shape[axis] = values.shape[axis]
-            return parameter.reshape(shape)
-        repeated = np.repeat(parameter, transform.block_size, axis=axis)
-        return np.take(repeated, np.arange(values.shape[axis]), axis=axis)
-
-    if zero_point is not None:
-        shifted = shifted - spread(zero_point).astype(wide)
-    scale_dtype = scale.dtype
-    product = shifted.astype(np.float32) * spread(scale).astype(np.float32)
-    if scale_dtype == np.float16:
-        return product.astype(np.float16).astype(np.float32)
-    if scale_dtype == np.float64:
-        return shifted.astype(np.float64) * spread(scale).astype(np.float64)
-    return product
+    per_tensor = scale.size == 1 and transform.block_size == 0
+    axis = None if per_tensor else transform.axis
+    double = scale.dtype == np.float64
+    result = dequantize_affine(
+        transform.op,
+        values,  # type: ignore[arg-type]  # integer codes: dequantize_problem and the loader checked them
+        scale,  # type: ignore[arg-type]
+        zero_point,
+        axis,
+        compute=np.float64 if double else np.float32,
+        block_size=transform.block_size,
+        output=np.float64 if double else np.float32,
+    )
+    return round_to(result, "float16") if scale.dtype == np.float16 else result
 
 
 def apply_transforms(
     values: npt.NDArray[np.generic],
     transforms: tuple[Transform, ...],
     load: Callable[[Constant], npt.NDArray[np.generic]],
+    name: str = "",
 ) -> npt.NDArray[np.generic]:
     """The consumer's operand from the stored values: `transforms` applied in order, source first.
 
-    `load` gives the values of the constants a DequantizeLinear reads (its scale and zero point).
+    `load` gives the values of the constants a DequantizeLinear or a quantised operator reads (scales,
+    zero points); `name` is the weight's, for messages.
     """
     for transform in transforms:
-        if isinstance(transform, Dequantize):
+        if isinstance(transform, QuantizedOperand):
+            values = transform.apply(name, values, load)
+        elif isinstance(transform, Reshape | Broadcast | Slices | SplitPart | Take):
+            values = apply_shape(transform, values)
+        elif isinstance(transform, Dequantize):
             scale = load(transform.scale)
             zero = load(transform.zero_point) if transform.zero_point is not None else None
             values = dequantize(values, scale, zero, transform)

@@ -29,7 +29,9 @@ from formats._onnx_chains import (
     describe_transforms,
     final_code,
     presented_shape,
+    selection,
 )
+from formats._onnx_functions import functions_of, inline_functions
 from formats._onnx_names import (
     Names,
     aliases_of,
@@ -38,6 +40,8 @@ from formats._onnx_names import (
     direction_aliases,
     is_generated_name,
 )
+from formats._onnx_quantized_ops import QuantizedOperand, quantized_operand
+from formats._onnx_shape_ops import SELECT_OPS, SHAPE_OPS, shape_link, small_ints
 from formats._onnx_slots import DEFAULT_DOMAINS, MS_DOMAIN, SlotRole, attr_int, attr_ints, classify_slot
 from formats._onnx_tensor import FLOAT_CODES
 
@@ -60,6 +64,7 @@ class _Scope:
         self.path = path
         self.constants: dict[str, Constant] = {}
         self.producers: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}  # value name -> nodes of this graph reading it
         self.runtime: set[str] = set()  # graph inputs without an initializer: values known only at run time
 
     def lookup(self, name: str) -> Constant | onnx.NodeProto | None:
@@ -101,10 +106,12 @@ class Planned:
     encoding: str | None = None
 
 
-_CHAIN_OPS = frozenset({"Identity", "Cast", "Transpose", "DequantizeLinear"})
+_CHAIN_OPS = frozenset({"Identity", "Cast", "Transpose", "DequantizeLinear"}) | SHAPE_OPS | SELECT_OPS
 
 
 def _is_chain_node(node: onnx.NodeProto) -> bool:
+    """A node a weight may pass through on the way to its consumer (whether its other inputs are
+    constant, which following it needs, is checked when the chain is resolved)."""
     if node.op_type == "DequantizeLinear":
         return node.domain in DEFAULT_DOMAINS or node.domain == MS_DOMAIN
     return node.op_type in _CHAIN_OPS and node.domain in DEFAULT_DOMAINS
@@ -124,6 +131,7 @@ class GraphWalker:
         self.order: dict[int, None] = {}  # constant ids in the order they are first used
         self.notes: list[str] = []
         self.subgraph_count = 0
+        self.functions = functions_of(model)
 
     # -- walking ------------------------------------------------------------------------------------
 
@@ -159,7 +167,11 @@ class GraphWalker:
         for value in graph.input:
             if value.name not in scope.constants:
                 scope.runtime.add(value.name)
-        for node in graph.node:
+        nodes = inline_functions(list(graph.node), self.functions, self.notes)
+        for node in nodes:
+            for name in node.input:
+                if name:
+                    scope.consumers.setdefault(name, []).append(node)
             if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS and node.output:
                 produced = _constant_node_tensor(node)
                 label = node.name or node.output[0]
@@ -173,7 +185,7 @@ class GraphWalker:
             for output in node.output:
                 if output:
                     scope.producers[output] = node
-        for position, node in enumerate(graph.node):
+        for position, node in enumerate(nodes):
             if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
                 continue
             label = node.name or f"{node.op_type}#{position}"
@@ -194,7 +206,14 @@ class GraphWalker:
         for index, name in enumerate(node.input):
             if not name:
                 continue
-            if _is_chain_node(node) and index == 0:
+            if (
+                index == 0
+                and _is_chain_node(node)
+                and (
+                    node.op_type not in SHAPE_OPS | SELECT_OPS
+                    or self._link(node, node.output[0], scope) is not None
+                )
+            ):
                 # The chain is followed from the node at its end; a dangling chain leaves the constant
                 # unused, which is how it is then reported.
                 continue
@@ -205,6 +224,9 @@ class GraphWalker:
             shape = presented_shape(constant.shape, transforms)
             code = final_code(constant.code, transforms)
             slot = classify_slot(node, index, shape, code)
+            operand = self._quantized_operand(node, index, scope, constant, transforms)
+            if operand is not None:
+                transforms = (*transforms, operand)
             use = Use(constant, transforms, node, label, path, index, slot, chain_names)
             self.order.setdefault(id(constant), None)
             self.uses[id(constant)].append(use)
@@ -224,34 +246,100 @@ class GraphWalker:
             node = found
             if not _is_chain_node(node) or not node.input or not node.input[0]:
                 return None
+            link = self._link(node, name, scope)
+            if link is None:
+                return None
             if node.op_type == "Identity":
                 names.append(name)
-            if node.op_type == "Transpose":
-                transforms.append(Transpose(attr_ints(node, "perm")))
-            elif node.op_type == "Cast":
-                to = attr_int(node, "to", 0)
-                if to not in FLOAT_CODES:
-                    return None  # a cast to integers is index or shape arithmetic, not a weight
-                transforms.append(Cast(to))
-            elif node.op_type == "DequantizeLinear":
-                scale = self._plain_constant(node.input[1] if len(node.input) > 1 else "", scope)
-                zero = (
-                    self._plain_constant(node.input[2], scope)
-                    if len(node.input) > 2 and node.input[2]
-                    else None
-                )
-                if scale is None or (len(node.input) > 2 and node.input[2] and zero is None):
-                    return None
-                op = (
-                    "DequantizeLinear"
-                    if node.domain in DEFAULT_DOMAINS
-                    else f"{node.domain}.DequantizeLinear"
-                )
-                transforms.append(
-                    Dequantize(scale, zero, attr_int(node, "axis", 1), attr_int(node, "block_size", 0), op)
-                )
+            elif not isinstance(link, bool):
+                transforms.append(link)
             name = node.input[0]
         return None
+
+    def _link(self, node: onnx.NodeProto, output: str, scope: _Scope) -> Transform | bool | None:
+        """What chain node `node` does to its first input on the way to its output `output`: a transform,
+        True for Identity, or None when it cannot be followed (a cast to integers, a shape or index that
+        is computed at run time)."""
+        op = node.op_type
+        if op == "Identity":
+            return True
+        if op == "Transpose":
+            return Transpose(attr_ints(node, "perm"))
+        if op == "Cast":
+            to = attr_int(node, "to", 0)
+            # A cast to integers is index or shape arithmetic, not a weight.
+            return Cast(to) if to in FLOAT_CODES else None
+        if op == "DequantizeLinear":
+            scale = self._plain_constant(node.input[1] if len(node.input) > 1 else "", scope)
+            has_zero = len(node.input) > 2 and bool(node.input[2])
+            zero = self._plain_constant(node.input[2], scope) if has_zero else None
+            if scale is None or (has_zero and zero is None):
+                return None
+            label = (
+                "DequantizeLinear" if node.domain in DEFAULT_DOMAINS else f"{node.domain}.DequantizeLinear"
+            )
+            return Dequantize(scale, zero, attr_int(node, "axis", 1), attr_int(node, "block_size", 0), label)
+        return shape_link(node, output, lambda name: self._ints(name, scope))
+
+    def _ints(self, name: str, scope: _Scope) -> tuple[tuple[int, ...], bool] | None:
+        """The values of a small integer constant of the graph (axes, a shape, bounds, indices)."""
+        constant = self._plain_constant(name, scope)
+        return small_ints(constant.tensor) if constant is not None and constant.sparse_shape is None else None
+
+    def _quantized_operand(
+        self,
+        node: onnx.NodeProto,
+        index: int,
+        scope: _Scope,
+        constant: Constant,
+        transforms: tuple[Transform, ...],
+    ) -> QuantizedOperand | None:
+        """The consumer's own dequantisation of its weight input, when `node` is a quantised operator."""
+
+        def param(position: int) -> Constant | None:
+            present = len(node.input) > position and bool(node.input[position])
+            return self._plain_constant(node.input[position], scope) if present else None
+
+        return quantized_operand(
+            node,
+            index,
+            final_code(constant.code, transforms),
+            param,
+            lambda: self._integer_scale(node, scope, constant),
+        )
+
+    def _integer_scale(self, node: onnx.NodeProto, scope: _Scope, weight: Constant) -> Constant | None:
+        """The weight scale of a MatMulInteger/ConvInteger: quantize_dynamic writes
+        `Mul(Cast(product), Mul(x_scale, w_scale))`; the constant factor is the weight's. Without that
+        pattern, the constant onnxruntime names `<weight>_scale` when the weight is `<weight>_quantized`."""
+        frontier, seen = [node.output[0]] if node.output else [], 0
+        while frontier and seen < MAX_CHAIN:
+            value = frontier.pop()
+            seen += 1
+            for consumer in scope.consumers.get(value, []):
+                if consumer.op_type == "Cast" and consumer.output:
+                    frontier.append(consumer.output[0])
+                elif consumer.op_type == "Mul" and len(consumer.input) == 2:
+                    other = consumer.input[1] if consumer.input[0] == value else consumer.input[0]
+                    found = self._float_factor(other, scope)
+                    if found is not None:
+                        return found
+        stem = weight.name.removesuffix("_quantized")
+        if stem != weight.name:
+            return self._plain_constant(stem + "_scale", scope)
+        return None
+
+    def _float_factor(self, name: str, scope: _Scope) -> Constant | None:
+        """A float constant `name`, or the one constant float factor of the Mul producing `name`."""
+        direct = self._plain_constant(name, scope)
+        if direct is not None:
+            return direct if direct.code in FLOAT_CODES else None
+        producer = scope.lookup(name)
+        if producer is None or isinstance(producer, Constant) or producer.op_type != "Mul":
+            return None
+        factors = [self._plain_constant(part, scope) for part in producer.input if part]
+        floats = [factor for factor in factors if factor is not None and factor.code in FLOAT_CODES]
+        return floats[0] if len(floats) == 1 else None
 
     def _plain_constant(self, name: str, scope: _Scope) -> Constant | None:
         """A constant reached through Identity nodes only (quantisation scales and zero points)."""
@@ -303,14 +391,29 @@ class GraphWalker:
             )
             return
 
+        # Uses that select different parts of the constant (the outputs of a Split, Slices, Gathers) read
+        # different tensors: one each, named after its consumer; uses of the same part share one.
+        groups: dict[tuple[Transform, ...], list[Use]] = {}
+        for use in weight_uses:
+            groups.setdefault(selection(use.transforms), []).append(use)
+        for selected, group in groups.items():
+            yield from self._plan_uses(constant, group, names, by_consumer=bool(selected))
+
+    def _plan_uses(
+        self, constant: Constant, weight_uses: list[Use], names: Names, *, by_consumer: bool
+    ) -> Iterator[Planned]:
+        """The tensor (or, for LSTM/GRU/RNN weights, one per direction) that `weight_uses` all read."""
         primary = weight_uses[0]
         shape = presented_shape(constant.shape, primary.transforms)
         skip = (
             primary.slot.skip_reason or self._sparse_reason(constant) or check_transforms(constant, primary)
         )
+        if by_consumer:
+            base, own = consumer_base(primary) + primary.slot.suffix, False
+        else:
+            base, own = base_name(constant, primary, names)
         if primary.slot.split_directions and len(shape) == 3 and skip is None:
             count = shape[0]
-            base, own = base_name(constant, primary, names)
             for index in range(count):
                 name = (
                     base if count == 1 else f"{base}.{('forward', 'reverse')[index] if count == 2 else index}"
@@ -327,7 +430,6 @@ class GraphWalker:
                     encoding=describe_transforms(constant, transforms),
                 )
             return
-        base, own = base_name(constant, primary, names)
         name = names.claim(base, own=own)
         yield Planned(
             name=name,

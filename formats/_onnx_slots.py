@@ -121,7 +121,13 @@ def classify_slot(node: onnx.NodeProto, index: int, shape: tuple[int, ...], code
     domain = node.domain
     if domain not in DEFAULT_DOMAINS and domain != MS_DOMAIN:
         return _UNKNOWN_SLOT
-    if domain == MS_DOMAIN and op not in ("FusedConv", "FusedGemm", "FusedMatMul", "MatMulNBits"):
+    if domain == MS_DOMAIN and op not in (
+        "FusedConv",
+        "FusedGemm",
+        "FusedMatMul",
+        "MatMulNBits",
+        "GatherBlockQuantized",
+    ):
         return _UNKNOWN_SLOT if op != "DequantizeLinear" else _NOT_WEIGHT
 
     if op in ("Conv", "FusedConv", "ConvTranspose"):
@@ -165,13 +171,14 @@ def classify_slot(node: onnx.NodeProto, index: int, shape: tuple[int, ...], code
         return Slot(SlotRole.WEIGHT, kind, layout, ".weight" if index == 1 else ".weight_a")
 
     if op == "MatMulNBits" and domain == MS_DOMAIN:
+        # B is dequantised to the (K, N) = (in, out) weight the unquantised MatMul had.
         if index == 1:
+            return Slot(SlotRole.WEIGHT, WeightKind.DENSE, Layout.IN_OUT, ".weight")
+        return _NOT_WEIGHT
+    if op == "GatherBlockQuantized" and domain == MS_DOMAIN:
+        if index == 0:
             return Slot(
-                SlotRole.WEIGHT,
-                WeightKind.DENSE,
-                Layout.OUT_IN,
-                ".weight",
-                skip_reason="com.microsoft MatMulNBits block-quantised weight: not supported yet",
+                SlotRole.WEIGHT, WeightKind.EMBEDDING, Layout.UNKNOWN, ".weight", role_hint=Role.EMBEDDING
             )
         return _NOT_WEIGHT
 
@@ -203,13 +210,7 @@ def classify_slot(node: onnx.NodeProto, index: int, shape: tuple[int, ...], code
         if index == weight_index:
             kind = WeightKind.CONV if "Conv" in op else WeightKind.DENSE
             layout = Layout.OUT_IN if "Conv" in op else Layout.IN_OUT
-            return Slot(
-                SlotRole.WEIGHT,
-                kind,
-                layout,
-                ".weight",
-                skip_reason=f"integer weight of {op}: operator-quantised weights are not dequantised yet",
-            )
+            return Slot(SlotRole.WEIGHT, kind, layout, ".weight")
         if op == "QLinearConv" and index == 8:
             return Slot(SlotRole.BIAS, WeightKind.BIAS, suffix=".bias")
         return _NOT_WEIGHT

@@ -251,8 +251,8 @@ def skip_reason_for(item: Found) -> str | None:
     handle = item.handle
     if item.optimizer:
         return OPTIMIZER_SKIP
-    if handle.quantized:
-        return f"quantized tensor ({handle.element.name}): its scale and zero point are not read"
+    if handle.quantized and handle.quantizer is None:
+        return f"quantized tensor ({handle.element.name}) of a quantisation scheme that is not read"
     if handle.element.dtype is DType.OTHER:
         return f"{handle.element.name} values are not read"
     return None

@@ -100,6 +100,7 @@ class TensorHandle:
     is_parameter: bool = False
     quantized: bool = False
     negated: bool = False  # torch's "neg" view bit: the stored values are the negatives of the tensor's
+    quantizer: Quantizer | None = None  # a quantised tensor's parameters, as `_rebuild_qtensor` got them
 
     @property
     def numel(self) -> int:
@@ -111,6 +112,41 @@ class TensorHandle:
         if self.numel == 0:
             return 0
         return 1 + sum((size - 1) * step for size, step in zip(self.shape, self.stride, strict=True))
+
+
+#: torch's quantisation schemes (`torch.qscheme` values), as a pickle names them (`torch.per_tensor_affine`).
+QSCHEMES = frozenset(
+    {
+        "per_tensor_affine",
+        "per_channel_affine",
+        "per_channel_affine_float_qparams",
+        "per_tensor_symmetric",
+        "per_channel_symmetric",
+    }
+)
+
+
+@_sealed
+@dataclass(frozen=True, slots=True)
+class QSchemeRef:
+    """A torch quantisation scheme named in a pickle."""
+
+    name: str
+
+
+@_sealed
+@dataclass(frozen=True, slots=True, eq=False)
+class Quantizer:
+    """The `quantizer_params` of a quantised tensor: its scheme, scale(s), zero point(s) and channel axis.
+
+    Per tensor, `scale` and `zero_point` are numbers; per channel they are tensors of one value per index
+    of `axis`, read from their own storages.
+    """
+
+    scheme: str
+    scale: float | TensorHandle
+    zero_point: int | float | TensorHandle
+    axis: int | None = None
 
 
 class Placeholder:

@@ -17,8 +17,11 @@ from typing import NoReturn
 
 from formats._binary import MAX_ELEMENTS
 from formats._torch_records import (
+    QSCHEMES,
     PickledDict,
     Placeholder,
+    QSchemeRef,
+    Quantizer,
     StorageRef,
     TensorHandle,
     TorchDType,
@@ -58,6 +61,7 @@ def _make_handle(
     element: TorchDType | None,
     metadata: object = None,
     quantized: bool = False,
+    quantizer: Quantizer | None = None,
 ) -> TensorHandle:
     if not isinstance(storage, StorageRef):
         _corrupt("a tensor is rebuilt over something that is not a storage")
@@ -81,6 +85,7 @@ def _make_handle(
         stride=strides,
         quantized=quantized,
         negated=isinstance(metadata, Mapping) and metadata.get("neg") is True,
+        quantizer=quantizer,
     )
     if offset + handle.reach > MAX_ELEMENTS * 16:
         _corrupt(f"tensor offset {offset} and stride {list(strides)} overflow any storage")
@@ -119,10 +124,39 @@ def _rebuild_tensor_v3(
     return _make_handle(storage, storage_offset, size, stride, dtype, metadata)
 
 
+def _quantizer(params: object) -> Quantizer | None:
+    """`quantizer_params` as torch pickles them (torch/_tensor.py `_reduce_ex_internal`):
+    `(per_tensor_affine, scale, zero_point)` or `(per_channel_affine[_float_qparams], scales, zero_points,
+    axis)`. Another scheme (none is saved today) gives None: the tensor is listed, not read."""
+    if not isinstance(params, tuple) or not params or not isinstance(params[0], QSchemeRef):
+        _corrupt("a quantized tensor's parameters do not start with a torch qscheme")
+    scheme = params[0].name
+    if scheme == "per_tensor_affine":
+        if len(params) != 3 or type(params[1]) is not float or type(params[2]) is not int:
+            _corrupt("per_tensor_affine parameters are not (scale: float, zero_point: int)")
+        return Quantizer(scheme, params[1], params[2])
+    if scheme in ("per_channel_affine", "per_channel_affine_float_qparams"):
+        if (
+            len(params) != 4
+            or not isinstance(params[1], TensorHandle)
+            or not isinstance(params[2], TensorHandle)
+            or type(params[3]) is not int
+        ):
+            _corrupt(f"{scheme} parameters are not (scales: tensor, zero_points: tensor, axis: int)")
+        return Quantizer(scheme, params[1], params[2], params[3])
+    return None
+
+
 def _rebuild_qtensor(
-    storage: object, storage_offset: object, size: object, stride: object, *rest: object
+    storage: object,
+    storage_offset: object,
+    size: object,
+    stride: object,
+    quantizer_params: object = None,
+    *rest: object,
 ) -> TensorHandle:
-    return _make_handle(storage, storage_offset, size, stride, None, quantized=True)
+    quantizer = _quantizer(quantizer_params)
+    return _make_handle(storage, storage_offset, size, stride, None, quantized=True, quantizer=quantizer)
 
 
 def _rebuild_parameter(
@@ -313,4 +347,6 @@ def stand_in(module: str, name: str) -> object | None:
         return storage
     if module == "torch" and is_dtype_name(name):
         return torch_dtype(name)
+    if module == "torch" and name in QSCHEMES:
+        return QSchemeRef(name)
     return None

@@ -37,6 +37,7 @@ import numpy.typing as npt
 from formats._binary import MAX_ELEMENTS, describe_offset, file_size_of, numpy_storage_dtype, widen
 from formats._gguf_quants import GGML_TYPES, GGMLType
 from formats._lazy_reader import LazyReader
+from formats._model_structure import structure_of_gguf
 from formats.errors import CorruptFileError, TensorError, UnsupportedFormatError
 from formats.registry import FormatSpec, register
 from formats.types import DType, FormatHint, Layout, Role, TensorInfo, WeightKind
@@ -427,6 +428,7 @@ class GGUFReader(LazyReader[_Entry]):
         self.version = version
         self._metadata["gguf.version"] = str(version)
         self._map: np.memmap | None = buffer
+        self.structure = structure_of_gguf(metadata)
 
     def _release(self) -> None:
         self._map = None

@@ -24,10 +24,16 @@ Decisions that shape what `tensors()` yields:
   OUT_IN, named `<base>` for one direction and `<base>.forward` / `<base>.reverse` for two. The gate
   blocks are kept stacked: a fused gate stack is one matrix, as the product contract says.
 - A constant used by several consumers is yielded once, with the other consumers' names as aliases.
-- Not walked: model-local function bodies (a weight passed into a function call is yielded with the
-  call as its consumer, kind unknown) and training_info graphs.
-- Biases, normalisation parameters, depthwise kernels and operator-quantised weights are yielded with a
-  `skip_reason`; shape and index constants, quantisation scales and zero points, and Constant-node
+- Model-local functions are expanded at each call (`GraphWalker._inlined`), so a weight passed into a
+  function reaches the operator inside it that uses it. Not walked: training_info graphs.
+- Shape-only and selecting nodes with constant operands (Unsqueeze, Squeeze, Reshape, Flatten, Expand,
+  Slice, Split, Gather) are followed (`formats._onnx_shape_ops`); the parts a Split, Slice or Gather
+  selects from one weight are yielded one each, named after their consumers.
+- Quantised operators (QLinearMatMul, QLinearConv, MatMulInteger, ConvInteger, com.microsoft
+  MatMulNBits and GatherBlockQuantized) dequantise their weight on read, as the operator does
+  (`formats._onnx_quantized_ops`); dtype QUANTIZED, encoding `qlinear-int8`, `matmulnbits-int4-b32`...
+- Biases, normalisation parameters and depthwise kernels are yielded with a `skip_reason`; shape and
+  index constants, quantisation scales and zero points, and Constant-node
   arithmetic are not yielded at all.
 """
 
@@ -50,8 +56,10 @@ from formats._onnx_chains import (
     apply_transforms,
     cast,
     dequantize,
+    is_dequantized,
 )
 from formats._onnx_graph import GraphWalker, Planned
+from formats._onnx_quantized_ops import QuantizedOperand
 from formats._onnx_tensor import (
     DOUBLE,
     FLOAT,
@@ -121,10 +129,14 @@ class ONNXReader(LazyReader[_Entry]):
         if constant.sparse_shape is None:
             located[id(constant)] = locate(constant.tensor, model_path=self.path, what=what)
         for transform in planned.transforms:
+            params: tuple[Constant | None, ...] = ()
             if isinstance(transform, Dequantize):
-                for param in (transform.scale, transform.zero_point):
-                    if param is not None:
-                        located[id(param)] = locate(param.tensor, model_path=self.path, what=param.name)
+                params = (transform.scale, transform.zero_point)
+            elif isinstance(transform, QuantizedOperand):
+                params = (transform.scale, transform.zero_point, transform.g_idx)
+            for param in params:
+                if param is not None:
+                    located[id(param)] = locate(param.tensor, model_path=self.path, what=param.name)
         use = planned.use
         slot = use.slot if use is not None else None
         hint = FormatHint(
@@ -135,7 +147,7 @@ class ONNXReader(LazyReader[_Entry]):
             layer_name=use.node_label if use is not None else None,
             groups=slot.groups if slot is not None else 1,
         )
-        quantized = any(isinstance(t, Dequantize) for t in planned.transforms) or (
+        quantized = is_dequantized(planned.transforms) or (
             constant.code not in FLOAT_CODES and any(isinstance(t, Cast) for t in planned.transforms)
         )
         dtype = DType.QUANTIZED if quantized else element_type(constant.code).dtype
@@ -183,6 +195,7 @@ class ONNXReader(LazyReader[_Entry]):
             self._values(planned.constant, entry),
             planned.transforms,
             lambda constant: self._values(constant, entry),
+            info.name,
         )
         return as_floats(values, what=f"tensor {info.name!r}")
 
@@ -204,7 +217,6 @@ def _describe_model(model: onnx.ModelProto, subgraphs: int) -> dict[str, str]:
     if any(tensor.data_location == 1 for tensor in model.graph.initializer):
         meta["onnx.external_data"] = "yes"
     if model.functions:
-        # Model-local functions are not expanded: their bodies take weights as inputs from the graph.
         meta["onnx.functions"] = str(len(model.functions))
     for prop in model.metadata_props:
         meta[f"onnx.meta.{prop.key}"] = prop.value

@@ -13,6 +13,14 @@ Decisions documented here because they shape what `tensors()` yields:
 - Two names with the same byte range, dtype and shape are one tensor with `aliases` (hand-made files
   only: safetensors refuses to save shared storage). The same range with another dtype or shape is an
   overlap and the file is refused.
+- LoRA/PEFT adapters (adapter_config.json beside the file): one update ΔW per target module, named
+  `<module>.lora_delta`, instead of its factors (`formats._safetensors_adapters`).
+- Tied embeddings: when config.json ties the output projection to the input embedding
+  (`tie_word_embeddings`, transformers' default) and the file stores both, the output copy is listed as
+  an alias of the embedding and analysed once (`formats._hf_config.tied_pair`).
+- Quantised checkpoints (GPTQ, AWQ, bitsandbytes, compressed-tensors, MXFP4) are recognised from the names
+  and the `config.json` beside the file; each quantised weight is one tensor named after the unquantised
+  model's weight and dequantised on read (`formats._safetensors_quantized`); its parts are not listed.
 - FP8 weights (F8_E4M3 / F8_E5M2) are multiplied by their scale tensor on read (`formats._fp8_scales`).
   The scale tensors a weight consumes are NOT yielded: they are not weights, and listing them would put
   a layer-shaped tensor of block maxima into the analysis. An FP8 weight without a scale is yielded with
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +44,16 @@ import numpy.typing as npt
 
 from formats._binary import describe_offset, numpy_storage_dtype, read_array_at, widen
 from formats._fp8_scales import ScalePlan, apply_scale, pair_scales
+from formats._hf_config import CheckpointConfig, read_checkpoint_config, tied_pair
 from formats._hf_shards import ShardContents, ShardIndex, find_index, open_shards, read_index
 from formats._lazy_reader import LazyReader
 from formats._messages import quote_name
+from formats._safetensors_adapters import LoraRead, plan_lora_entries
 from formats._safetensors_header import MAX_ENTRIES, MAX_HEADER_BYTES, Entry, read_header, sniff_header
+from formats._safetensors_quantized import QuantizedRead, plan_quantized_entries
 from formats.errors import CorruptFileError, UnknownFormatError, UnsupportedFormatError
+from formats.quantized.dispatch import dequantize
+from formats.quantized.lora import delta_weight
 from formats.registry import FormatSpec, register
 from formats.types import DType, FormatHint, Layout, Reader, TensorInfo
 
@@ -63,7 +77,9 @@ class _Planned:
 
     info: TensorInfo
     entry: Entry
-    scale: ScalePlan | None
+    scale: ScalePlan | None = None
+    quantized: QuantizedRead | None = None
+    lora: LoraRead | None = None
 
 
 class SafetensorsReader(LazyReader[_Planned]):
@@ -82,6 +98,12 @@ class SafetensorsReader(LazyReader[_Planned]):
     format_name = "safetensors"
 
     def _fetch(self, entry: _Planned) -> npt.NDArray[np.floating]:
+        if entry.quantized is not None:
+            return self._dequantized(entry.quantized)
+        if entry.lora is not None:
+            lora = entry.lora
+            a, b = (widen(self._read_raw(part), part.stored.dtype) for part in (lora.a, lora.b))
+            return delta_weight(lora.module, a, b, lora.settings)
         values = widen(self._read_raw(entry.entry), entry.entry.stored.dtype)
         if entry.scale is not None:
             scale = entry.scale.scale
@@ -89,26 +111,56 @@ class SafetensorsReader(LazyReader[_Planned]):
             apply_scale(values, scales, entry.scale.blocks)
         return values
 
+    def _dequantized(self, read: QuantizedRead) -> npt.NDArray[np.floating]:
+        """The logical weight rebuilt from its parts: integers as stored, floats widened to float32."""
+        parts: dict[str, npt.NDArray[np.generic]] = {}
+        for role, part in read.parts.items():
+            raw = self._read_raw(part)
+            parts[role] = widen(raw, part.stored.dtype) if part.stored.dtype.is_float else raw
+        codes = {role: part.code for role, part in read.parts.items()}
+        return dequantize(read.weight, parts, codes, read.section)
+
     def _read_raw(self, entry: Entry) -> npt.NDArray[np.generic]:
         """The stored elements of `entry` in a fresh array of its storage dtype and shape."""
-        storage = numpy_storage_dtype(entry.stored.dtype)
-        if entry.nbytes == 0:
-            return np.empty(entry.shape, dtype=storage)
-        file, what = entry.file, f"tensor {quote_name(entry.name)}"
-        try:
-            with file.path.open("rb", buffering=0) as handle:
-                size_now = os.fstat(handle.fileno()).st_size
-                if size_now != file.size:
-                    raise CorruptFileError(
-                        f"file changed since it was opened ({file.size} bytes then, {size_now} now) "
-                        f"while reading {what}",
-                        path=file.path,
-                    )
-                buffer = read_array_at(handle, entry.offset, entry.nbytes, what=what, path=file.path)
-        except OSError as exc:
-            raise CorruptFileError(f"cannot read {what}: {exc.strerror or exc}", path=file.path) from None
+        values = read_stored(entry)
         self.bytes_materialized += entry.nbytes
-        return buffer.view(storage).reshape(entry.shape)
+        return values
+
+    @property
+    def adapter_modules(self) -> dict[str, LoraRead]:
+        """For a peft adapter: each update's name (`<module>.lora_delta`) -> its module's factors."""
+        return {entry.info.name: entry.lora for entry in self._entries if entry.lora is not None}
+
+    def magnitude(self, lora: LoraRead) -> npt.NDArray[np.floating] | None:
+        """A DoRA module's magnitude vector, widened; None for LoRA."""
+        self._check_open()
+        if lora.magnitude is None:
+            return None
+        return widen(self._read_raw(lora.magnitude), lora.magnitude.stored.dtype)
+
+
+def read_stored(entry: Entry) -> npt.NDArray[np.generic]:
+    """The stored elements of `entry` in a fresh array of its storage dtype and shape.
+
+    The file is opened for this read only and must still have the size it had when its header was read.
+    """
+    storage = numpy_storage_dtype(entry.stored.dtype)
+    if entry.nbytes == 0:
+        return np.empty(entry.shape, dtype=storage)
+    file, what = entry.file, f"tensor {quote_name(entry.name)}"
+    try:
+        with file.path.open("rb", buffering=0) as handle:
+            size_now = os.fstat(handle.fileno()).st_size
+            if size_now != file.size:
+                raise CorruptFileError(
+                    f"file changed since it was opened ({file.size} bytes then, {size_now} now) "
+                    f"while reading {what}",
+                    path=file.path,
+                )
+            buffer = read_array_at(handle, entry.offset, entry.nbytes, what=what, path=file.path)
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read {what}: {exc.strerror or exc}", path=file.path) from None
+    return buffer.view(storage).reshape(entry.shape)
 
 
 def _group_aliases(order: list[Entry]) -> tuple[list[Entry], dict[str, list[str]]]:
@@ -128,15 +180,42 @@ def _group_aliases(order: list[Entry]) -> tuple[list[Entry], dict[str, list[str]
     return primaries, aliases
 
 
-def _plan(order: list[Entry]) -> list[_Planned]:
-    """Group aliases, pair FP8 weights with their scales, and describe every tensor to yield."""
+def _plan(order: list[Entry], config: CheckpointConfig) -> tuple[list[_Planned], tuple[str, ...]]:
+    """Group aliases, quantised parts and FP8 weights with their scales; describe every tensor to yield.
+
+    Returns the tensors to yield and the warnings planning raised.
+    """
     primaries, aliases = _group_aliases(order)
-    scale_plans, consumed = pair_scales(primaries)
+    tied = tied_pair({entry.name: (entry.shape, entry.code) for entry in primaries}, config.structure)
+    if tied is not None:
+        output, embedding = tied
+        primaries = [entry for entry in primaries if entry.name != output]
+        aliases[embedding].extend([output, *aliases.pop(output, [])])
+    adapter = plan_lora_entries(primaries, config.adapter)
+    quantized = plan_quantized_entries(primaries, config.document, read_stored)
+    plain = [
+        entry
+        for entry in primaries
+        if entry.name not in quantized.consumed and entry.name not in adapter.consumed
+    ]
+    scale_plans, consumed = pair_scales(plain)
     planned: list[_Planned] = []
     for entry in primaries:
-        if entry.name in consumed:
+        if entry.name in adapter.at:
+            info, lora = adapter.at[entry.name]
+            planned.append(_Planned(info=info, entry=entry, lora=lora))
             continue
-        skip_reason = entry.stored.skip_reason
+        if entry.name in quantized.at:
+            info, read = quantized.at[entry.name]
+            planned.append(_Planned(info=info, entry=entry, quantized=read))
+            continue
+        if entry.name in consumed or entry.name in quantized.consumed or entry.name in adapter.consumed:
+            continue
+        skip_reason = (
+            adapter.skipped.get(entry.name)
+            or quantized.activation.get(entry.name)
+            or entry.stored.skip_reason
+        )
         encoding = entry.code if entry.stored.dtype in (DType.OTHER, DType.COMPLEX) else None
         plan = scale_plans.get(entry.name)
         if isinstance(plan, str):
@@ -157,7 +236,19 @@ def _plan(order: list[Entry]) -> list[_Planned]:
             skip_reason=skip_reason,
         )
         planned.append(_Planned(info=info, entry=entry, scale=plan if isinstance(plan, ScalePlan) else None))
-    return planned
+    return planned, config.warnings + adapter.warnings + tuple(quantized.warnings)
+
+
+def _reader(
+    root: Path, order: list[Entry], metadata: Mapping[str, str], warnings: tuple[str, ...]
+) -> SafetensorsReader:
+    """The reader of a checkpoint whose tensors are `order`, with the config.json beside it."""
+    folder = root if root.is_dir() else root.parent
+    config = read_checkpoint_config(folder, path=root)
+    planned, more = _plan(order, config)
+    reader = SafetensorsReader(root, planned, metadata, warnings + more)
+    reader.structure = config.structure
+    return reader
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,7 +265,7 @@ def _read_shard(path: Path, label: str) -> ShardContents[Entry]:
 def _open_shards(root: Path, names: list[str], index: ShardIndex | None) -> SafetensorsReader:
     """Read the shards named (with the rules of `formats._hf_shards`) as one reader."""
     checkpoint = open_shards(root, names, index, _read_shard)
-    return SafetensorsReader(root, _plan(checkpoint.items), checkpoint.metadata, checkpoint.warnings)
+    return _reader(root, checkpoint.items, checkpoint.metadata, checkpoint.warnings)
 
 
 def _open_index(index_path: Path) -> SafetensorsReader:
@@ -234,7 +325,7 @@ def open_safetensors(path: Path) -> SafetensorsReader:
     if path.name.lower().endswith(_INDEX_SUFFIX):
         return _open_index(path)
     header = read_header(path, path.name)
-    return SafetensorsReader(path, _plan(list(header.entries)), header.metadata, header.warnings)
+    return _reader(path, list(header.entries), header.metadata, header.warnings)
 
 
 def sniff_safetensors(head: bytes, path: Path) -> bool:

@@ -15,8 +15,13 @@ zip record is stored uncompressed (torch writes them so, 64-byte aligned) and re
 otherwise; a tensor is a strided numpy view over its storage that honours size, stride and storage offset,
 checked against the record when the file is opened.
 
-Non-goals: writing checkpoints, quantized tensors' dequantisation (listed, skipped), sparse/nested tensors
-(not listed: they have no dense storage view), and the legacy tar format of torch < 0.4 (refused).
+Quantised tensors (qint8, quint8, qint32; per tensor and per channel) keep the quantizer parameters
+`_rebuild_qtensor` received and are dequantised on read as `Tensor.dequantize()` does
+(`formats.quantized.torch_quantized`); dtype QUANTIZED, encoding `torch-qint8[-per-channel]`.
+
+Non-goals: writing checkpoints, sparse/nested tensors (not listed: they have no dense storage view),
+torch.ao packed parameters (`_packed_params`: placeholders, not tensors), and the legacy tar format of
+torch < 0.4 (refused).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import dataclasses
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +48,10 @@ from formats._torch_archive import (
     open_zip_archive,
 )
 from formats._torch_names import Found, hint_for, name_tensors, skip_reason_for
-from formats._torch_records import Placeholder, TensorHandle, placeholder_name
+from formats._torch_records import Placeholder, Quantizer, TensorHandle, placeholder_name
 from formats._zip import EMPTY_ZIP_MAGIC, ZIP_ERRORS, ZIP_MAGIC
 from formats.errors import CorruptFileError, TensorError, UnknownFormatError, UnsupportedFormatError
+from formats.quantized.torch_quantized import QScheme, TorchQuantizer, dequantize_torch, torch_encoding
 from formats.registry import FormatSpec, register
 from formats.skip_reasons import not_floating_point
 from formats.types import DType, Reader, TensorInfo, TensorRef
@@ -57,11 +64,12 @@ _TAR_MAGIC_AT = 257
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One tensor to yield: its info and where to read it."""
+    """One tensor to yield: its info and where to read it (and its quantizer's scale and zero points)."""
 
     info: TensorInfo
     handle: TensorHandle
     record: Record
+    params: tuple[tuple[TensorHandle, Record], ...] = ()
 
 
 def _view_key(handle: TensorHandle) -> tuple[object, ...]:
@@ -69,14 +77,13 @@ def _view_key(handle: TensorHandle) -> tuple[object, ...]:
     return (storage.key, storage.base, handle.element.name, handle.offset, handle.shape, handle.stride)
 
 
-def _entry(item: Found, archive: Archive, path: Path) -> _Entry:
-    """The info for one tensor, after checking its view against the storage record that holds it."""
-    handle = item.handle
+def _checked_record(name: str, handle: TensorHandle, archive: Archive, path: Path) -> tuple[Record, int]:
+    """The storage record of `handle` and the byte its view starts at, after checking the view fits."""
     storage = handle.storage
     record = archive.records.get(storage.key)
     if record is None:
         raise CorruptFileError(
-            f"tensor {item.name!r} uses storage {archive.storage_label(storage.key)}, "
+            f"tensor {name!r} uses storage {archive.storage_label(storage.key)}, "
             "which the file does not hold",
             path=path,
         )
@@ -92,11 +99,30 @@ def _entry(item: Found, archive: Archive, path: Path) -> _Entry:
     end = start + handle.reach * itemsize
     if handle.numel and end > storage_bytes:
         raise CorruptFileError(
-            f"tensor {item.name!r} (offset {handle.offset}, size {list(handle.shape)}, stride "
+            f"tensor {name!r} (offset {handle.offset}, size {list(handle.shape)}, stride "
             f"{list(handle.stride)}) reaches byte {end} of storage {record.label}, which holds "
             f"{storage_bytes} bytes",
             path=path,
         )
+    return record, start
+
+
+def _quantizer_handles(handle: TensorHandle) -> tuple[TensorHandle, ...]:
+    quantizer = handle.quantizer
+    if quantizer is None:
+        return ()
+    return tuple(part for part in (quantizer.scale, quantizer.zero_point) if isinstance(part, TensorHandle))
+
+
+def _entry(item: Found, archive: Archive, path: Path) -> _Entry:
+    """The info for one tensor, after checking its view against the storage record that holds it."""
+    handle = item.handle
+    itemsize = handle.element.itemsize
+    record, start = _checked_record(item.name, handle, archive, path)
+    params = tuple(
+        (part, _checked_record(f"{item.name} (quantizer)", part, archive, path)[0])
+        for part in _quantizer_handles(handle)
+    )
     origin = (
         f"{record.label} @ {record.offset + start:#x}"
         if record.offset is not None
@@ -104,6 +130,8 @@ def _entry(item: Found, archive: Archive, path: Path) -> _Entry:
     )
     dtype = handle.element.dtype
     encoding = handle.element.name if (dtype in (DType.OTHER, DType.COMPLEX) or handle.quantized) else None
+    if handle.quantizer is not None:
+        dtype, encoding = DType.QUANTIZED, torch_encoding(handle.element.name, handle.quantizer.scheme)
     info = TensorInfo(
         name=item.name,
         shape=handle.shape,
@@ -114,7 +142,7 @@ def _entry(item: Found, archive: Archive, path: Path) -> _Entry:
         hint=hint_for(item),
         skip_reason=skip_reason_for(item),
     )
-    return _Entry(info, handle, record)
+    return _Entry(info, handle, record, params)
 
 
 def _build_entries(archive: Archive, path: Path) -> list[_Entry]:
@@ -145,7 +173,7 @@ def _build_entries(archive: Archive, path: Path) -> list[_Entry]:
             aliases[position].append(item.name)
     entries = [_entry(item, archive, path) for item in primaries]
     return [
-        _Entry(_with_aliases(entry.info, tuple(names)), entry.handle, entry.record)
+        _Entry(_with_aliases(entry.info, tuple(names)), entry.handle, entry.record, entry.params)
         for entry, names in zip(entries, aliases, strict=True)
     ]
 
@@ -190,26 +218,48 @@ class TorchReader(LazyReader[_Entry]):
 
     def _fetch(self, entry: _Entry) -> npt.NDArray[np.floating]:
         info, handle = entry.info, entry.handle
+        if handle.quantizer is not None:
+            return self._dequantized(entry, handle.quantizer)
         if not info.dtype.is_float:
             raise TensorError(not_floating_point(info.dtype.value), path=self.path)
         if handle.numel == 0:
             return np.zeros(handle.shape, dtype=np.float32)
         return self._strided(entry)
 
-    def _strided(self, entry: _Entry) -> npt.NDArray[np.floating]:
-        handle, record = entry.handle, entry.record
+    def _dequantized(self, entry: _Entry, quantizer: Quantizer) -> npt.NDArray[np.floating]:
+        """What `Tensor.dequantize()` gives: the integers as stored, with the quantizer's parameters."""
+        records = {id(handle): record for handle, record in entry.params}
+
+        def values(part: float | int | TensorHandle) -> npt.NDArray[Any]:
+            if isinstance(part, TensorHandle):
+                return self._elements(part, records[id(part)])
+            return np.array([part])
+
+        axis = quantizer.axis
+        return dequantize_torch(
+            entry.info.name,
+            self._elements(entry.handle, entry.record),
+            TorchQuantizer(
+                QScheme(quantizer.scheme), values(quantizer.scale), values(quantizer.zero_point), axis
+            ),
+        )
+
+    def _elements(self, handle: TensorHandle, record: Record) -> npt.NDArray[Any]:
+        """The stored elements of a view, as a (read-only, strided) numpy array of its storage type."""
         itemsize = handle.element.itemsize
         start = handle.storage.base * handle.storage.element.itemsize + handle.offset * itemsize
-        span = handle.reach * itemsize
-        raw = self._record_bytes(record, start, span)
+        raw = self._record_bytes(record, start, handle.reach * itemsize)
         elements = raw.view(numpy_storage_dtype(handle.element.dtype))
-        view = np.lib.stride_tricks.as_strided(
+        return np.lib.stride_tricks.as_strided(
             elements,
             shape=handle.shape,
             strides=tuple(step * itemsize for step in handle.stride),
             writeable=False,
         )
-        values = widen(view, handle.element.dtype)
+
+    def _strided(self, entry: _Entry) -> npt.NDArray[np.floating]:
+        handle = entry.handle
+        values = widen(self._elements(handle, entry.record), handle.element.dtype)
         return np.negative(values) if handle.negated else values
 
     def _record_bytes(self, record: Record, start: int, span: int) -> npt.NDArray[np.uint8]:

@@ -99,6 +99,7 @@ class FormatHint:
         op: the source operator or class in the format's words, e.g. "Gemm", "Conv", "Dense", "LSTM".
         layer_name: the layer or node that uses the tensor, e.g. an ONNX node name.
         groups: convolution groups (1 for ordinary convolutions).
+        rank: the matrix's rank when the format fixes it (a LoRA update B @ A has rank r); None otherwise.
     """
 
     kind: WeightKind | None = None
@@ -107,6 +108,7 @@ class FormatHint:
     op: str | None = None
     layer_name: str | None = None
     groups: int = 1
+    rank: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,41 @@ class TensorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelStructure:
+    """What a checkpoint's own configuration says about the network (config.json, GGUF metadata).
+
+    The analysis uses it to split fused projections and attention heads, to recognise stacked experts and
+    tied embeddings; every field is None where the configuration does not say.
+
+    Attributes:
+        source: where the facts come from, for the report ("config.json", "GGUF metadata").
+        model_type: the architecture's name as the configuration spells it ("llama", "falcon", "gpt2").
+        num_heads: attention (query) heads.
+        num_kv_heads: key/value heads (grouped-query attention); equal to num_heads without GQA.
+        head_dim: the width of one head.
+        hidden_size: the model width.
+        num_experts: experts per mixture-of-experts layer.
+        experts_key: the configuration key that gave num_experts ("num_local_experts").
+        tie_word_embeddings: the output projection is the input embedding.
+        fused_qkv: how a fused query_key_value stacks its rows: "per-head" (BLOOM, Falcon without the new
+            decoder architecture: q, k, v of each head in turn), "grouped" (Falcon's new decoder
+            architecture: per key/value group its query heads, then one k and one v), "multi-query"
+            (Falcon-7B: every query head, then one k, one v), "blocks" (q, then k, then v), or None.
+    """
+
+    source: str
+    model_type: str | None = None
+    num_heads: int | None = None
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    hidden_size: int | None = None
+    num_experts: int | None = None
+    experts_key: str | None = None
+    tie_word_embeddings: bool | None = None
+    fused_qkv: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TensorRef:
     """A `TensorInfo` plus a way to fetch its values on demand."""
 
@@ -166,6 +203,8 @@ class Reader(ABC):
     format_name: ClassVar[str] = ""
     #: Things the user should hear about that did not stop the reading (gaps, links not followed...).
     warnings: tuple[str, ...] = ()
+    #: What the checkpoint's configuration says about the network, where it has one.
+    structure: ModelStructure | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -185,6 +185,7 @@ def resolve_run(
     options = AnalysisOptions(**fields.get(AnalysisOptions, {}))
     if options.max_evals is not None and options.max_evals < options.min_evals:
         raise UsageError(f"--max-evals {options.max_evals} is below --min-evals {options.min_evals}")
+
     rules = GateRules(**fields.get(GateRules, {}))
     if (
         rules.alpha_above is not None

@@ -12,6 +12,17 @@ Orientation and slicing rules (stated in docs/conventions.md):
 - Conv kernels are cut into one (out, in) matrix per spatial position: PyTorch/ONNX/GGUF store them
   (out, in, *spatial) (`Layout.OUT_IN`), Keras/TF (*spatial, in, out) (`Layout.IN_OUT`). Without a stated
   layout a 4-D kernel is read as weightwatcher does: (a, b, c, d) is (out, in, kh, kw) when a + b >= c + d.
+- A conv kernel whose (out, in) slices are vectors (one input channel, or one output channel, and no
+  groups) is the matrix it applies to each input window: one (out, in * k) matrix, the kernel unfolded
+  (an STFT basis [258, 1, 256] is 258 x 256), never k rank-1 slices. A depthwise kernel (one input
+  channel per group, groups > 1) is skipped: each filter sees its own channel, so the layer's operator is
+  block-diagonal and its singular values are only the filters' norms.
+- A stack of expert matrices (E, a, b) gives one record per expert (`slice_index` e); the experts of one
+  projection are summarised together (`inspector.groups`). Experts are recognised from the format
+  (GGUF `*_exps`), from the configuration (a leading axis of `num_local_experts` / `num_experts`...), else
+  from the name (`experts`).
+- `--split-fused` and `--per-head` cut fused projections and attention heads into parts
+  (`inspector.fused`); each part is a record named `<tensor><suffix>` and the whole is not.
 - Every matrix is oriented N x M with N >= M, per slice: unlike weightwatcher 0.7.7, N and M never come
   out swapped for even kernel sizes.
 - Pooled conv eigenvalues are multiplied by `conv_scale` (0.5, weightwatcher's conv2d_norm); one record per
@@ -30,9 +41,10 @@ import numpy as np
 import numpy.typing as npt
 
 from formats.skip_reasons import not_a_matrix, not_floating_point, too_few_dimensions, too_many_dimensions
-from formats.types import DType, Layout, Role, TensorInfo, WeightKind
+from formats.types import DType, FormatHint, Layout, ModelStructure, Role, TensorInfo, WeightKind
+from inspector.fused import MatrixPart, split_tensor
 from inspector.options import AnalysisOptions, ReasonWords
-from inspector.records import LayerKind
+from inspector.records import LayerKind, LayerRecord, Status
 from inspector.settings import collect
 
 
@@ -42,13 +54,19 @@ class SliceAxes(str, Enum):
     NONE = "none"  # the tensor is one matrix
     TRAILING = "trailing"  # a conv kernel (out, in, *spatial): one matrix per spatial position
     LEADING = "leading"  # a conv kernel (*spatial, in, out)
-    STACK = "stack"  # (E, a, b): a stack of same-shaped matrices (experts, directions)
+    STACK = "stack"  # (E, a, b): a stack of same-shaped matrices (experts): one record each
+    UNFOLD_TRAILING = "unfold-trailing"  # (out, 1, *spatial) read as one (out, in * k) matrix
+    UNFOLD_LEADING = "unfold-leading"  # (*spatial, 1, out) likewise
 
     @property
     def spatial(self) -> bool:
         """True for conv kernels, whose slices are the spatial positions (measured one by one when
         convolutions are not pooled)."""
         return self in (SliceAxes.TRAILING, SliceAxes.LEADING)
+
+    def per_slice(self, pool_conv: bool) -> bool:
+        """Whether each slice is its own record: experts always, conv positions when not pooled."""
+        return self is SliceAxes.STACK or (self.spatial and not pool_conv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +81,11 @@ class LayerPlan:
         slice_axes: how the slices are laid out in the tensor.
         scale: factor applied to every eigenvalue of these matrices.
         skip_reason: why the layer is not analysed, in words; None when it is.
+        parts: the logical parts the tensor is analysed as instead of whole (`--split-fused`,
+            `--per-head`); empty when it is analysed whole.
+        note: something the report should say once about how the tensor was read (a split not made).
+        rank: the matrix's rank when the format fixes it (a LoRA update's r): alpha is fitted only when
+            it gives at least --min-evals nonzero eigenvalues.
     """
 
     kind: LayerKind
@@ -73,6 +96,9 @@ class LayerPlan:
     slice_axes: SliceAxes = SliceAxes.NONE
     scale: float = 1.0
     skip_reason: str | None = None
+    parts: tuple[MatrixPart, ...] = ()
+    note: str | None = None
+    rank: int | None = None
 
     @property
     def num_evals(self) -> int:
@@ -88,6 +114,7 @@ _RECURRENT_NAME = re.compile(
     r"(weight_ih_l\d|weight_hh_l\d|recurrent_kernel|\blstm\b|\bgru\b|\brnn\b)", re.IGNORECASE
 )
 _EXPERTS_NAME = re.compile(r"(experts|_exps\b|\bexps\b|moe)", re.IGNORECASE)
+_CONV_NAME = re.compile(r"(conv|kernel)", re.IGNORECASE)
 _ATTENTION_NAME = re.compile(
     r"(attn|attention|self_attn|q_proj|k_proj|v_proj|o_proj|qkv|query|key|value|c_attn|out_proj|wq\b|wk\b|wv\b|wo\b)",
     re.IGNORECASE,
@@ -96,6 +123,9 @@ _MLP_NAME = re.compile(
     r"(mlp|ffn|feed_forward|fc1|fc2|intermediate|gate_proj|up_proj|down_proj|c_fc|w1\b|w2\b|w3\b|\.output\.dense)",
     re.IGNORECASE,
 )
+#: A name whose last component is a bias (`.bias`, Keras `/bias`, gpt-oss `experts.gate_up_proj_bias`): per
+#: channel offsets even when stored 2-D (one row per expert), never a matrix.
+_BIAS_NAME = re.compile(r"(?:^|[._/])bias$")
 _OUTPUT_NAME = re.compile(r"(^lm_head|^output\.|^classifier|^head\.|^fc\.|^logits)", re.IGNORECASE)
 
 
@@ -174,6 +204,20 @@ def _kind_from_hint(info: TensorInfo) -> HintedKind:
     return HintedKind(_KIND_OF_WEIGHT[hint_kind])
 
 
+def is_expert_stack(info: TensorInfo, structure: ModelStructure | None) -> bool:
+    """A 3-D tensor that stacks expert matrices: stated by the format, by the configuration (a leading
+    axis of its expert count), else by the name."""
+    if len(info.shape) != 3:
+        return False
+    if info.hint.kind is WeightKind.EXPERTS:
+        return True
+    if info.hint.kind is not None:
+        return False
+    if structure is not None and structure.num_experts is not None:
+        return info.shape[0] == structure.num_experts and not _CONV_NAME.search(info.name)
+    return _EXPERTS_NAME.search(info.name) is not None
+
+
 def _kind_from_shape(info: TensorInfo) -> LayerKind:
     ndim = len(info.shape)
     if ndim == 2:
@@ -199,19 +243,32 @@ def _conv_layout(info: TensorInfo) -> Layout:
     return Layout.OUT_IN
 
 
-def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
-    """Decide from metadata alone what `info` becomes; skipped layers get a reason in words."""
+def plan_layer(
+    info: TensorInfo, options: AnalysisOptions, structure: ModelStructure | None = None
+) -> LayerPlan:
+    """Decide from metadata alone what `info` becomes; skipped layers get a reason in words.
+
+    `structure` is what the checkpoint's configuration says (head counts, experts), where it has one.
+    """
     shape = info.shape
     ndim = len(shape)
 
     # A reason the reader gave reaches the report unchanged (it knows facts the shape does not show);
     # the kind reported is still what the format and the shape say the tensor is.
     hinted = _kind_from_hint(info)
+    if (
+        info.hint.kind is None
+        and ndim >= 2
+        and _BIAS_NAME.search(info.name)
+        and not BUFFER_NAME.search(info.name)
+    ):
+        hinted = HintedKind(not_a_matrix=not_a_matrix(FormatHint(kind=WeightKind.BIAS), shape))
     if hinted.not_a_matrix is not None:
         return _skip(LayerKind.OTHER, info.hint.role, info.skip_reason or hinted.not_a_matrix)
     if ndim < 2:
         return _skip(LayerKind.OTHER, info.hint.role, info.skip_reason or too_few_dimensions(ndim))
-    kind = hinted.kind if hinted.kind is not None else _kind_from_shape(info)
+    experts = is_expert_stack(info, structure)
+    kind = LayerKind.DENSE if experts else hinted.kind if hinted.kind is not None else _kind_from_shape(info)
     role = info.hint.role or guess_role(info.name, kind)
 
     if info.skip_reason is not None:
@@ -224,7 +281,7 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
     slice_axes, scale = SliceAxes.NONE, 1.0
     if ndim == 2:
         (rows, cols), num_slices = shape, 1
-    elif kind in (LayerKind.CONV1D, LayerKind.CONV2D, LayerKind.OTHER):
+    elif kind in (LayerKind.CONV1D, LayerKind.CONV2D, LayerKind.OTHER) and not experts:
         if _conv_layout(info) is Layout.IN_OUT:
             spatial, (rows, cols) = shape[:-2], shape[-2:]
             slice_axes = SliceAxes.LEADING
@@ -233,6 +290,13 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
             slice_axes = SliceAxes.TRAILING
         num_slices = math.prod(spatial)
         scale = options.conv_scale if options.pool_conv else num_slices / 2
+        if min(rows, cols) == 1 and num_slices > 1:
+            # The slices are vectors: the kernel is the (out, in * k) matrix applied to each window.
+            in_out = slice_axes is SliceAxes.LEADING
+            out = cols if in_out else rows
+            rows, cols = out, math.prod(shape) // max(out, 1)
+            slice_axes = SliceAxes.UNFOLD_LEADING if in_out else SliceAxes.UNFOLD_TRAILING
+            num_slices, scale = 1, 1.0
     elif ndim == 3:
         # A stack of same-shaped matrices (experts, recurrent directions): one pooled ESD, no rescaling.
         num_slices, rows, cols = shape
@@ -247,7 +311,11 @@ def plan_layer(info: TensorInfo, options: AnalysisOptions) -> LayerPlan:
         num_slices=num_slices,
         slice_axes=slice_axes,
         scale=scale,
+        rank=info.hint.rank,
     )
+    if slice_axes in (SliceAxes.NONE, SliceAxes.STACK):
+        split = split_tensor(info, structure, split_fused=options.split_fused, per_head=options.per_head)
+        plan = replace(plan, parts=split.parts, note=split.note)
     return _apply_filters(plan, info, options)
 
 
@@ -278,7 +346,7 @@ def _apply_filters(plan: LayerPlan, info: TensorInfo, options: AnalysisOptions) 
         return replace(plan, skip_reason="excluded by " + _setting(options, "exclude_globs", (excluded,)))
     if plan.M == 0:
         return replace(plan, skip_reason="empty tensor (a dimension is 0)")
-    per_slice = plan.slice_axes.spatial and not options.pool_conv
+    per_slice = plan.slice_axes.per_slice(options.pool_conv)
     count = (plan.M or 0) if per_slice else plan.num_evals
     if count < options.min_evals:
         bound = _setting(options, "min_evals", options.min_evals)
@@ -306,4 +374,39 @@ def layer_matrices(plan: LayerPlan, values: npt.NDArray[np.floating]) -> list[np
         rows, cols = values.shape[-2:]
         flat = values.reshape(-1, rows, cols)
         return [_oriented(flat[position]) for position in range(flat.shape[0])]
+    if plan.slice_axes is SliceAxes.UNFOLD_TRAILING:
+        return [_oriented(values.reshape(values.shape[0], -1))]
+    if plan.slice_axes is SliceAxes.UNFOLD_LEADING:
+        return [_oriented(values.reshape(-1, values.shape[-1]))]
     return [_oriented(matrix) for matrix in values]
+
+
+def part_values(values: npt.NDArray[np.floating], part: MatrixPart) -> npt.NDArray[np.floating]:
+    """The rows or columns of one part (of every expert, for a stack)."""
+    return np.take(values, np.asarray(part.indices, dtype=np.intp), axis=part.axis)
+
+
+def part_plan(plan: LayerPlan, part: MatrixPart) -> LayerPlan:
+    """The plan of one part: its own matrix dimensions, the tensor's slicing."""
+    rows, cols = part.shape[-2:]
+    return replace(plan, N=max(rows, cols), M=min(rows, cols), parts=())
+
+
+def part_record(record: LayerRecord, part: MatrixPart, options: AnalysisOptions) -> LayerRecord:
+    """The record of one part, named `<tensor><suffix>`; skipped when it has too few eigenvalues."""
+    rows, cols = part.shape[-2:]
+    named = replace(
+        record,
+        name=record.name + part.suffix,
+        shape=part.shape,
+        N=max(rows, cols),
+        M=min(rows, cols),
+        stored_name=record.stored_name or record.name,
+        aliases=(),
+    )
+    if min(rows, cols) < options.min_evals:
+        bound = _setting(options, "min_evals", options.min_evals)
+        return replace(
+            named, status=Status.SKIPPED, reason=f"{_evals(min(rows, cols), False)}, fewer than {bound}"
+        )
+    return named

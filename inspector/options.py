@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 from inspector.settings import setting
 
@@ -105,6 +106,9 @@ class AnalysisOptions:
         xmin_max: with fix_fingers xmin_peak, the largest xmin considered (None: 1.5 x the ESD's log peak).
         max_fingers: with fix_fingers clip_xmax, the most top eigenvalues that may be clipped.
         finger_thresh: with clip_xmax, accept a clipped fit whose alpha is this much below the raw one.
+        split_fused: analyse fused projections (QKV, gate/up) as their logical parts (inspector.fused).
+        per_head: analyse attention projections one head at a time.
+        base: the base model a LoRA/PEFT adapter applies to: analyse the merged weights against it.
         reason_words: whether skip reasons name settings as flags (`--min-evals 10`) or as Python
             (`min_evals=10`); the API sets PYTHON. Changes words, never a number.
     """
@@ -170,5 +174,19 @@ class AnalysisOptions:
     max_fingers: int = setting(10, min=1, help="With --fix-fingers clip_xmax: most eigenvalues clipped.")
     finger_thresh: float = setting(
         1.0, help="With clip_xmax: accept a clipped fit whose alpha drops by more than this."
+    )
+    split_fused: bool = setting(
+        False,
+        off_flag="--no-split-fused",
+        help="Analyse fused projections (c_attn, query_key_value, qkv_proj, gate_up_proj) as their parts.",
+    )
+    per_head: bool = setting(
+        False, off_flag="--no-per-head", help="Analyse attention projections one head at a time."
+    )
+    base: Path | None = setting(
+        None,
+        metavar="PATH",
+        unset="none",
+        help="With a LoRA/PEFT adapter: the base model; analyse the merged weights and compare with it.",
     )
     reason_words: ReasonWords = ReasonWords.FLAGS

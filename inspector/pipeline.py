@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from formats import open_model
+from formats import is_adapter, open_model, open_with_base
 from formats.errors import FormatError, TensorError
 from formats.types import Reader, TensorRef
-from inspector.errors import LayerFailedError
-from inspector.layers import LayerPlan, layer_matrices, plan_layer
+from inspector.adapters import compare_with_base, without_fit
+from inspector.errors import LayerFailedError, UsageError
+from inspector.groups import summarize_groups
+from inspector.layers import LayerPlan, layer_matrices, part_plan, part_record, part_values, plan_layer
 from inspector.options import AnalysisOptions
 from inspector.records import EsdSample, FileError, LayerRecord, ModelReport, Status
 from inspector.science.eigen import CpuBackend, EigenBackend, FloatArray, make_backend
@@ -84,6 +86,7 @@ def _base_record(
         dtype=info.encoding or info.dtype.value,
         status=status,
         reason=reason,
+        encoding=info.encoding,
         N=plan.N,
         M=plan.M,
         num_slices=plan.num_slices,
@@ -180,7 +183,8 @@ class _KeepingBackend:
 def _analyze_tensor(
     pending: _Pending, options: AnalysisOptions, backend: EigenBackend, keep_spectra: bool = False
 ) -> Iterator[LayerRecord]:
-    """Records for one tensor: one when pooled or skipped, one per slice in per-slice conv mode."""
+    """Records for one tensor: one when pooled or skipped, one per slice for experts and per-slice conv
+    mode, one per part (and per expert) for split fused projections and heads."""
     plan, ref = pending.plan, pending.ref
     if plan.skip_reason is not None:
         yield _base_record(pending.index, ref, plan, Status.SKIPPED, plan.skip_reason)
@@ -196,11 +200,37 @@ def _analyze_tensor(
             f"tensor {ref.info.name!r} read with shape {list(values.shape)}, "
             f"header says {list(ref.info.shape)}"
         )
+    if plan.parts:
+        for part in plan.parts:
+            yield from _measured_plan(
+                part_record(record, part, options),
+                part_plan(plan, part),
+                part_values(values, part),
+                options,
+                backend,
+                keep_spectra,
+            )
+    else:
+        yield from _measured_plan(record, plan, values, options, backend, keep_spectra)
+    del values  # release the tensor before the next one is read
+
+
+def _measured_plan(
+    record: LayerRecord,
+    plan: LayerPlan,
+    values: np.ndarray,
+    options: AnalysisOptions,
+    backend: EigenBackend,
+    keep_spectra: bool,
+) -> Iterator[LayerRecord]:
+    """The records of one (part of a) tensor: one per slice for experts and per-slice conv, else one."""
+    if record.status is Status.SKIPPED:
+        yield record
+        return
     matrices = layer_matrices(plan, values)
-    per_slice = plan.slice_axes in ("trailing", "leading") and not options.pool_conv
-    if per_slice:
-        for position, matrix in enumerate(matrices):
-            yield _measured(
+    if plan.slice_axes.per_slice(options.pool_conv):
+        measured = [
+            _measured(
                 record,
                 [matrix],
                 plan.scale,
@@ -209,9 +239,31 @@ def _analyze_tensor(
                 slice_index=position,
                 keep_spectrum=keep_spectra,
             )
+            for position, matrix in enumerate(matrices)
+        ]
     else:
-        yield _measured(record, matrices, plan.scale, options, backend, keep_spectrum=keep_spectra)
-    del matrices, values  # release the tensor before the next one is read
+        measured = [_measured(record, matrices, plan.scale, options, backend, keep_spectrum=keep_spectra)]
+    del matrices
+    for result in measured:
+        if plan.rank is not None and plan.rank < options.min_evals and result.metrics is not None:
+            # A rank-r matrix (a LoRA update) has r nonzero eigenvalues: too few to fit a tail.
+            metrics = without_fit(result.metrics)
+            labels = label(metrics)
+            result = replace(
+                result,
+                metrics=metrics,
+                phase=labels.phase,
+                phase_confidence=labels.confidence,
+                phase_neighbour=labels.neighbour,
+                phase_rule=labels.rule,
+                alpha_label=labels.alpha_label,
+            )
+        yield result
+
+
+def open_for_analysis(path: Path, options: AnalysisOptions) -> Reader:
+    """The file's reader; with `--base`, the adapter together with its base model."""
+    return open_model(path) if options.base is None else open_with_base(path, options.base)
 
 
 def _work(plan: LayerPlan) -> float:
@@ -230,12 +282,15 @@ class _SharedWork:
     process, none of which may be shared between processes.
     """
 
-    def __init__(self, path: Path, items: Sequence[_Pending]) -> None:
+    def __init__(self, path: Path, items: Sequence[_Pending], options: AnalysisOptions) -> None:
         self.path = path
         self.items = list(items)
+        self.options = options
 
     def reopen(self) -> None:
-        reader = open_model(self.path)  # open for the child's lifetime; its exit closes it
+        reader = open_for_analysis(
+            self.path, self.options
+        )  # open for the child's lifetime; its exit closes it
         refs = list(reader.tensors())
         for position, item in enumerate(self.items):
             ref = refs[item.index] if item.index < len(refs) else None
@@ -271,7 +326,7 @@ def analyze_file(
     Raises:
         FormatError: the file cannot be read (the caller turns it into the report's error).
     """
-    with open_model(path) as reader:
+    with open_for_analysis(path, options) as reader:
         return analyze_reader(
             reader,
             path,
@@ -307,7 +362,8 @@ def analyze_reader(
     chosen = hooks or AnalysisHooks()
     with contextlib.ExitStack() as stack:
         pending = [
-            _Pending(index, ref, plan_layer(ref.info, options)) for index, ref in enumerate(reader.tensors())
+            _Pending(index, ref, plan_layer(ref.info, options, reader.structure))
+            for index, ref in enumerate(reader.tensors())
         ]
         if chosen.listed is not None:
             chosen.listed(path, reader.format, len(pending))
@@ -315,7 +371,7 @@ def analyze_reader(
         workers = _worker_count(runnable, jobs, backend, min_parallel_work) if reopen else 1
         from_workers: Generator[list[LayerRecord], None, None] | None = None
         if workers > 1:
-            shared = _SharedWork(path, runnable)
+            shared = _SharedWork(path, runnable, options)
             from_workers = stack.enter_context(
                 contextlib.closing(
                     ordered_map(
@@ -341,13 +397,29 @@ def analyze_reader(
             if progress is not None:
                 progress(item.ref.info.name, done, len(pending))
         metadata = {str(key): str(value) for key, value in reader.metadata().items()}
+        notes = tuple(dict.fromkeys(item.plan.note for item in pending if item.plan.note))
+        base_ref = getattr(reader, "base_ref", None)
+        comparisons = (
+            compare_with_base(
+                layers,
+                {item.ref.info.name: item.ref for item in pending},
+                base_ref,
+                reader.structure,
+                options,
+                backend,
+            )
+            if base_ref is not None
+            else ()
+        )
         report = ModelReport(
             path=str(path),
             format=reader.format,
             layers=tuple(layers),
             summary=summarize(layers),
             metadata=metadata,
-            warnings=tuple(reader.warnings),
+            warnings=tuple(reader.warnings) + notes,
+            groups=summarize_groups(layers, reader.structure),
+            base_comparisons=comparisons,
         )
     if chosen.finished is not None:
         chosen.finished(report)
@@ -375,7 +447,19 @@ def analyze_paths(
     """Analyse each path in order; a file that cannot be read gets a report with its error instead.
 
     `jobs`: worker processes per file (0: one per usable CPU); see `analyze_file`.
+
+    Raises:
+        UsageError: `--base` names no file, or a path is not an adapter (before anything is read).
     """
+    if options.base is not None:
+        if not options.base.exists():
+            raise UsageError(f"--base {options.base}: no such file or directory; nothing was read")
+        not_adapters = [str(path) for path in paths if not is_adapter(path)]
+        if not_adapters:
+            raise UsageError(
+                f"--base applies to LoRA/PEFT adapters (adapter_config.json beside the weights); "
+                f"not one: {', '.join(not_adapters)}"
+            )
     backend = make_backend(options.device)
     workers = resolve_jobs(jobs)
     reports: list[ModelReport] = []

@@ -162,7 +162,9 @@ class LayerRecord:
         kind: how the tensor was read (dense, conv2d...).
         role: attention / mlp / embedding / output where known.
         shape: the tensor's shape as stored.
-        dtype: the stored element type ("F32", "BF16", "Q4_K"...).
+        dtype: the stored element type ("F32", "BF16", "Q4_K"...), or the encoding it was decoded from.
+        encoding: what the values were decoded from when they are not read as stored: a quantisation
+            (`gptq-int4-g128`, `nf4`, `Q4_K`, `qlinear-int8`), a scale grid, a LoRA update; None otherwise.
         status: analysed, skipped or failed.
         reason: why a layer was skipped or failed, in words; None when analysed.
         N, M: matrix dimensions after orientation (N >= M); per slice for conv kernels.
@@ -189,6 +191,7 @@ class LayerRecord:
     dtype: str
     status: Status
     reason: str | None = None
+    encoding: str | None = None
     N: int | None = None
     M: int | None = None
     num_slices: int = 1
@@ -226,6 +229,62 @@ class Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerGroup:
+    """Records that are one layer's members, summarised together: the experts of one projection.
+
+    Attributes:
+        name: what the members share (the stacked tensor's name, or the per-expert names with the expert
+            index as `*`: `model.layers.0.block_sparse_moe.experts.*.w1.weight`).
+        kind: "experts".
+        basis: how the members were recognised ("config.json: num_local_experts = 8", "names").
+        members: the members' labels (`name[slice_index]` for a stack), in report order.
+        analyzed: members analysed.
+        mean_alpha, min_alpha, max_alpha, std_alpha: alpha across the analysed members (population std).
+        mean_lambda_max, max_lambda_max: lambda_max across them.
+        mean_stable_rank, mean_log_norm: their means.
+    """
+
+    name: str
+    kind: str
+    basis: str
+    members: tuple[str, ...]
+    analyzed: int
+    mean_alpha: float | None = None
+    min_alpha: float | None = None
+    max_alpha: float | None = None
+    std_alpha: float | None = None
+    mean_lambda_max: float | None = None
+    max_lambda_max: float | None = None
+    mean_stable_rank: float | None = None
+    mean_log_norm: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BaseComparison:
+    """A merged adapter weight against the base weight it was merged into (`--base`).
+
+    Attributes:
+        name: the weight's name (the base's and the merged record's).
+        base_alpha, merged_alpha, alpha_change: alpha of W, of the merged weight, and merged - base.
+        base_lambda_max, merged_lambda_max: the top eigenvalue of each.
+        base_stable_rank, merged_stable_rank: the stable rank of each.
+        relative_change: ||W' - W||_F / ||W||_F, the size of the update as merged.
+        update_rank: the numerical rank of W' - W (r for LoRA; DoRA's row rescaling can raise it).
+    """
+
+    name: str
+    base_alpha: float | None
+    merged_alpha: float | None
+    alpha_change: float | None
+    base_lambda_max: float | None
+    merged_lambda_max: float | None
+    base_stable_rank: float | None
+    merged_stable_rank: float | None
+    relative_change: float | None
+    update_rank: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class FileError:
     """Why a file could not be read: the error's type name and its one-line message."""
 
@@ -244,3 +303,5 @@ class ModelReport:
     error: FileError | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    groups: tuple[LayerGroup, ...] = ()
+    base_comparisons: tuple[BaseComparison, ...] = ()

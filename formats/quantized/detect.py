@@ -10,7 +10,9 @@ their own), and which quantisation parameters of activations it saw (input_scale
 
 The method comes from `quantization_config.quant_method` when there is a config, else from the names; a
 config and names that disagree, or parts of a group that are missing, become `problems` (one line each) and
-the weight's stored tensors are left for the reader to list as they are.
+`refused` weights: the weight is still one entry, named as it would have been, consuming the parts that are
+there, so a reader lists it as skipped with the problem as its reason and never analyses its scales or
+packed integers as layers of their own.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from formats.quantized.awq import AWQ_BITS, awq_encoding
+from formats.quantized.awq import AWQ_BITS, AWQParams, awq_encoding
 from formats.quantized.bitsandbytes import QUANT_STATE_PREFIX, bnb_encoding
 from formats.quantized.compressed_tensors import compressed_encoding
 from formats.quantized.gptq import GPTQParams, gptq_encoding, gptq_logical_shape
@@ -70,6 +72,8 @@ class LogicalWeight:
             read first (bitsandbytes' quant_state JSON, compressed-tensors' weight_shape).
         encoding: what the record says it was dequantised from (`gptq-int4-g128`, `nf4`...).
         layout: orientation of the dequantised array.
+        gptq: GPTQ's settings (from the config, else from the parts' shapes); None for other schemes.
+        awq: AWQ's settings, likewise.
     """
 
     name: str
@@ -78,6 +82,23 @@ class LogicalWeight:
     shape: tuple[int, ...] | None
     encoding: str
     layout: Layout = Layout.OUT_IN
+    gptq: GPTQParams | None = None
+    awq: AWQParams | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A quantised weight whose parts were found but do not form a group.
+
+    Attributes:
+        name: the unquantised model's name of the weight.
+        parts: role -> stored name, of the parts that are there (the first is the main one).
+        reason: why it cannot be rebuilt, in words.
+    """
+
+    name: str
+    parts: Mapping[str, str]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +111,7 @@ class QuantPlan:
         consumed: stored name -> the logical weight it is part of; such tensors are never layers.
         activation_params: stored name -> the module whose activations it quantises (input_scale...).
         problems: groups that could not be formed, one line each.
+        refused: those groups, each with the parts found (also in `consumed`).
     """
 
     method: str | None
@@ -97,6 +119,7 @@ class QuantPlan:
     consumed: Mapping[str, str] = field(default_factory=dict)
     activation_params: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    refused: tuple[Refused, ...] = ()
 
 
 #: Parameters compressed-tensors and FP8 exporters store for activations (and the KV cache), not weights.
@@ -183,6 +206,61 @@ def compressed_weight_args(section: Mapping[str, object] | None, module: str) ->
     return linear[0] if len(linear) == 1 else None
 
 
+def group_size_of(section: Mapping[str, object] | None, in_features: int, groups: int) -> int:
+    """The configured group size, or the one the scales' group count gives (-1: one group per column)."""
+    value = section.get("group_size") if section is not None else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if groups <= 1:
+        return -1
+    return -(-in_features // groups)
+
+
+#: The dtype a reference library returns a weight in, from the safetensors code of its scales.
+_ROUNDING = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
+
+
+def rounding_of(code: str | None) -> str:
+    """The output dtype of a dequantiser whose scales are stored as `code` (float32 when not a float)."""
+    return _ROUNDING.get(code or "", "float32")
+
+
+def _gptq_settings(
+    section: Mapping[str, object] | None,
+    qweight: StoredTensor,
+    parts: Mapping[str, str],
+    names: Mapping[str, StoredTensor],
+) -> GPTQParams:
+    """GPTQ's settings: the config's, and where it says nothing the ones the shapes give (bits from
+    qweight's rows over g_idx's length, the group size from the number of scale rows)."""
+    scales = names[parts["scales"]]
+    params = gptq_params(section, rounding_of(scales.dtype))
+    bits = params.bits
+    if (section is None or "bits" not in section) and "g_idx" in parts and names[parts["g_idx"]].shape:
+        in_features = names[parts["g_idx"]].shape[0]
+        if in_features and (qweight.shape[0] * 32) % in_features == 0:
+            bits = qweight.shape[0] * 32 // in_features
+    in_features = qweight.shape[0] * 32 // bits if len(qweight.shape) == 2 and bits else 0
+    groups = scales.shape[0] if scales.shape else 1
+    return GPTQParams(
+        bits, group_size_of(section, in_features, groups), params.checkpoint_format, params.output_dtype
+    )
+
+
+def _awq_settings(
+    section: Mapping[str, object] | None, qweight: StoredTensor, scales: StoredTensor
+) -> AWQParams:
+    zero_point = section.get("zero_point", True) if section is not None else True
+    version = section.get("version", "gemm") if section is not None else "gemm"
+    in_features = qweight.shape[0] if len(qweight.shape) == 2 else 0
+    return AWQParams(
+        group_size_of(section, in_features, scales.shape[0] if scales.shape else 1),
+        zero_point is not False,
+        version if isinstance(version, str) else str(version),
+        rounding_of(scales.dtype),
+    )
+
+
 def _prefixes(names: Mapping[str, StoredTensor], suffix: str) -> list[str]:
     return [name[: -len(suffix)] for name in names if name.endswith(suffix)]
 
@@ -211,12 +289,20 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
     names = {tensor.name: tensor for tensor in tensors}
     weights: list[LogicalWeight] = []
     problems: list[str] = []
+    refused: list[Refused] = []
     consumed: dict[str, str] = {}
 
     def take(weight: LogicalWeight) -> None:
         weights.append(weight)
         for stored in weight.parts.values():
             consumed[stored] = weight.name
+
+    def refuse(name: str, parts: Mapping[str, str], problem: str) -> None:
+        present = {role: stored for role, stored in parts.items() if stored in names}
+        problems.append(problem)
+        refused.append(Refused(name, present, problem.split(": ", 1)[-1]))
+        for stored in present.values():
+            consumed[stored] = name
 
     for prefix in _prefixes(names, ".qweight"):
         parts = {role: prefix + suffix for role, suffix in _GPTQ_PARTS.items() if prefix + suffix in names}
@@ -228,32 +314,44 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
             else ("awq" if awq_shaped else "gptq" if awq_shaped is False else None)
         )
         if kind is None:
-            problems.append(f"{prefix}.qweight: neither GPTQ nor AWQ shapes (qweight {list(qweight.shape)})")
+            refuse(
+                prefix + ".weight",
+                parts,
+                f"{prefix}.qweight: neither GPTQ nor AWQ shapes (qweight {list(qweight.shape)})",
+            )
             continue
         if awq_shaped is not None and awq_shaped != (kind == "awq"):
-            problems.append(f"{prefix}.qweight: the config says {kind} but the shapes are those of the other")
+            refuse(
+                prefix + ".weight",
+                parts,
+                f"{prefix}.qweight: the config says {kind} but the shapes are those of the other",
+            )
             continue
         missing = [role for role in ("qzeros", "scales") if role not in parts]
         if missing:
-            problems.append(f"{prefix}.qweight: {kind} weight without {' and '.join(missing)}")
+            refuse(
+                prefix + ".weight", parts, f"{prefix}.qweight: {kind} weight without {' and '.join(missing)}"
+            )
             continue
         if kind == "awq":
             parts.pop("g_idx", None)
             out_features, in_features = qweight.shape[1] * 32 // AWQ_BITS, qweight.shape[0]
+            awq_settings = _awq_settings(section, qweight, names[parts["scales"]])
             take(
                 LogicalWeight(
-                    prefix + ".weight", Scheme.AWQ, parts, (out_features, in_features), awq_encoding()
+                    prefix + ".weight",
+                    Scheme.AWQ,
+                    parts,
+                    (out_features, in_features),
+                    awq_encoding(),
+                    awq=awq_settings,
                 )
             )
         else:
-            params = gptq_params(section)
-            if section is None and "g_idx" in parts and names[parts["g_idx"]].shape:
-                # Without a config the bit width follows from qweight's rows and g_idx's length.
-                in_features = names[parts["g_idx"]].shape[0]
-                if in_features and (qweight.shape[0] * 32) % in_features == 0:
-                    params = GPTQParams(qweight.shape[0] * 32 // in_features, params.group_size)
+            params = _gptq_settings(section, qweight, parts, names)
             logical = gptq_logical_shape(qweight.shape, params.bits) if len(qweight.shape) == 2 else None
-            take(LogicalWeight(prefix + ".weight", Scheme.GPTQ, parts, logical, gptq_encoding(params)))
+            encoding = gptq_encoding(params)
+            take(LogicalWeight(prefix + ".weight", Scheme.GPTQ, parts, logical, encoding, gptq=params))
 
     for state_name in [name for name in names if f".weight.{QUANT_STATE_PREFIX}" in name]:
         prefix, quant_type = state_name.split(f".{QUANT_STATE_PREFIX}", 1)
@@ -263,8 +361,10 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
                 parts[role] = f"{prefix}.{role}"
         missing = [role for role in ("packed", "absmax", "quant_map") if parts.get(role) not in names]
         if missing or (("nested_absmax" in parts) != ("nested_quant_map" in parts)):
-            problems.append(
-                f"{prefix}: bitsandbytes 4-bit weight without {', '.join(missing) or 'its nested parts'}"
+            refuse(
+                prefix,
+                parts,
+                f"{prefix}: bitsandbytes 4-bit weight without {', '.join(missing) or 'its nested parts'}",
             )
             continue
         take(LogicalWeight(prefix, Scheme.BNB_4BIT, parts, None, bnb_encoding(quant_type)))
@@ -272,7 +372,11 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
     for prefix in _prefixes(names, ".SCB"):
         stored = names.get(prefix + ".weight")
         if stored is None or stored.dtype != "I8":
-            problems.append(f"{prefix}.SCB: no int8 {prefix}.weight beside it")
+            refuse(
+                prefix + ".weight",
+                {"scb": prefix + ".SCB"},
+                f"{prefix}.SCB: no int8 {prefix}.weight beside it",
+            )
             continue
         parts = {"values": prefix + ".weight", "scb": prefix + ".SCB"}
         if prefix + ".weight_format" in names:
@@ -306,7 +410,11 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
             scheme, fmt, shape = Scheme.COMPRESSED_PACKED, "pack-quantized", None
         missing = [role for role, stored in parts.items() if stored not in names]
         if missing:
-            problems.append(f"{packed.name}: compressed-tensors weight without {', '.join(missing)}")
+            refuse(
+                prefix + ".weight",
+                parts,
+                f"{packed.name}: compressed-tensors weight without {', '.join(missing)}",
+            )
             continue
         take(LogicalWeight(prefix + ".weight", scheme, parts, shape, compressed_encoding(fmt, bits)))
 
@@ -344,9 +452,11 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
         if blocks.dtype != "U8" or len(blocks.shape) < 3:
             continue  # not an MXFP4 pair (some models name other tensors *_blocks)
         if scales is None or scales.shape != blocks.shape[:-1]:
-            problems.append(
+            refuse(
+                prefix,
+                {"blocks": blocks.name, "scales": prefix + SCALES_SUFFIX},
                 f"{blocks.name}: MXFP4 blocks without {prefix}{SCALES_SUFFIX} "
-                f"of shape {list(blocks.shape[:-1])}"
+                f"of shape {list(blocks.shape[:-1])}",
             )
             continue
         *lead, out_features, groups, _width = blocks.shape
@@ -362,4 +472,5 @@ def plan_quantized(tensors: Sequence[StoredTensor], config: Mapping[str, object]
     order = {name: position for position, name in enumerate(names)}
     weights.sort(key=lambda weight: min(order[stored] for stored in weight.parts.values()))
     detected = method or (weights[0].scheme.value if weights else None)
-    return QuantPlan(detected, tuple(weights), consumed, activation, tuple(problems))
+    refused.sort(key=lambda weight: min(order[stored] for stored in weight.parts.values()))
+    return QuantPlan(detected, tuple(weights), consumed, activation, tuple(problems), tuple(refused))

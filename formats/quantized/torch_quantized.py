@@ -64,7 +64,7 @@ def dequantize_torch(weight: str, values: npt.NDArray[np.integer], quantizer: To
     )
 
 
-def torch_encoding(dtype_name: str, quantizer: TorchQuantizer) -> str:
+def torch_encoding(dtype_name: str, scheme: QScheme | str) -> str:
     """`torch-qint8` (per tensor) or `torch-qint8-per-channel`."""
-    suffix = "" if quantizer.scheme is QScheme.PER_TENSOR_AFFINE else "-per-channel"
+    suffix = "" if QScheme(scheme) is QScheme.PER_TENSOR_AFFINE else "-per-channel"
     return f"torch-{dtype_name}{suffix}"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from inspector import __version__
 from inspector.gate import GateResult, Violation
 from inspector.options import AnalysisOptions, FitCut
-from inspector.records import LayerMetrics, LayerRecord, ModelReport, Summary
+from inspector.records import LayerGroup, LayerMetrics, LayerRecord, ModelReport, Summary
 from inspector.render import finite_or_none
 
 SCHEMA_VERSION = 1
@@ -30,6 +31,8 @@ def settings_dict(options: AnalysisOptions, backend: str) -> dict[str, Any]:
             value = value.value
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, Path):
+            value = str(value)
         settings[field.name] = value
     settings.update(
         {
@@ -69,6 +72,7 @@ def layer_dict(layer: LayerRecord) -> dict[str, Any]:
         "role": layer.role.value if layer.role is not None else None,
         "shape": list(layer.shape),
         "dtype": layer.dtype,
+        "encoding": layer.encoding,
         "status": layer.status.value,
         "reason": layer.reason,
         "N": layer.N,
@@ -100,6 +104,20 @@ def summary_dict(summary: Summary) -> dict[str, Any]:
     }
 
 
+def group_dict(group: LayerGroup) -> dict[str, Any]:
+    """One group of records summarised together (the experts of one projection)."""
+    document: dict[str, Any] = {}
+    for field in dataclasses.fields(group):
+        value = getattr(group, field.name)
+        if isinstance(value, tuple):
+            document[field.name] = list(value)
+        elif isinstance(value, str):
+            document[field.name] = value
+        else:
+            document[field.name] = finite_or_none(value)
+    return document
+
+
 def report_dict(report: ModelReport) -> dict[str, Any]:
     """One PATH's entry in `reports`: layers and summary, or an error object."""
     document: dict[str, Any] = {"path": report.path, "format": report.format}
@@ -110,6 +128,17 @@ def report_dict(report: ModelReport) -> dict[str, Any]:
     if report.summary is not None:
         document["summary"] = summary_dict(report.summary)
     document["warnings"] = list(report.warnings)
+    document["groups"] = [group_dict(group) for group in report.groups]
+    if report.base_comparisons:
+        document["base_comparison"] = [
+            {
+                field.name: getattr(item, field.name)
+                if field.name == "name"
+                else finite_or_none(getattr(item, field.name))
+                for field in dataclasses.fields(item)
+            }
+            for item in report.base_comparisons
+        ]
     if report.metadata:
         document["metadata"] = {key: value[:500] for key, value in report.metadata.items()}
     return document

@@ -85,9 +85,10 @@ def _other_value(spec: SettingSpec) -> tuple[Any, list[str], Any]:
 
 def test_the_table_holds_every_setting_once() -> None:
     keys = [spec.key for spec in SETTINGS]
-    # the 24 of issue 10, issue 9's --fit-cut, -o, and issue 11's --plot, --html, --write-baseline, --strict,
-    # --baseline and --max-alpha-shift; the files a run writes are for the command line alone.
-    assert len(keys) == len(set(keys)) == 32
+    # the 24 of issue 10, issue 9's --fit-cut, -o, issue 11's --plot, --html, --write-baseline, --strict,
+    # --baseline and --max-alpha-shift, and issue 12's --split-fused, --per-head and --base; the files a
+    # run writes are for the command line alone.
+    assert len(keys) == len(set(keys)) == 35
     assert {spec.key for spec in SETTINGS if not spec.meta.in_config} == {
         "output",
         "plot",

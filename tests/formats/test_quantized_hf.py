@@ -10,6 +10,7 @@ dtype. Where bitsandbytes is installed (the dev extra) it is also run live on th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from formats import TensorError
-from formats.quantized import awq, bitsandbytes, gptq, mxfp4
+from formats.quantized import awq, bitsandbytes, dispatch, mxfp4
 from formats.quantized.detect import LogicalWeight, Scheme, StoredTensor, gptq_params, plan_quantized
 from tests.conftest import FIXTURES
 
@@ -60,33 +61,16 @@ def _plan(stored: dict[str, np.ndarray], config: dict[str, Any] | None) -> Any:
 
 
 def dequantize(weight: LogicalWeight, parts: dict[str, np.ndarray], config: dict[str, Any]) -> np.ndarray:
-    """What a reader will do: dispatch on the scheme with the stored parts."""
+    """What the reader does (`formats.quantized.dispatch`), with GPTQ's and AWQ's settings taken from
+    `config`: the hostile tests below hand it a config that lies about the group size."""
     section = config["quantization_config"]
     if weight.scheme is Scheme.GPTQ:
-        return gptq.dequantize_gptq(
-            weight.name,
-            parts["qweight"],
-            parts["qzeros"],
-            parts["scales"],
-            parts.get("g_idx"),
-            gptq_params(section),
-        )
-    if weight.scheme is Scheme.AWQ:
+        weight = dataclasses.replace(weight, gptq=gptq_params(section))
+    elif weight.scheme is Scheme.AWQ:
         params = awq.AWQParams(section["group_size"], section["zero_point"], section["version"])
-        return awq.dequantize_awq(weight.name, parts["qweight"], parts["qzeros"], parts["scales"], params)
-    if weight.scheme is Scheme.BNB_4BIT:
-        state = bitsandbytes.parse_quant_state(weight.name, parts["quant_state"])
-        return bitsandbytes.dequantize_bnb_4bit(
-            weight.name,
-            parts["packed"],
-            parts["absmax"],
-            parts["quant_map"],
-            state,
-            parts.get("nested_absmax"),
-            parts.get("nested_quant_map"),
-        )
-    assert weight.scheme is Scheme.BNB_INT8
-    return bitsandbytes.dequantize_bnb_int8(weight.name, parts["values"], parts["scb"])
+        weight = dataclasses.replace(weight, awq=params)
+    codes = {role: _CODES[str(array.dtype)] for role, array in parts.items() if str(array.dtype) in _CODES}
+    return dispatch.dequantize(weight, parts, codes, section)
 
 
 @pytest.mark.parametrize("kind", HF_KINDS)

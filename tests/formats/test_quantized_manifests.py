@@ -1,4 +1,4 @@
-"""The grouping rules against the manifests of the quantised fixtures (fixtures/manifests/quantized/).
+"""The grouping rules against the manifests of the quantised fixtures (fixtures/manifests/quantized_*.json).
 
 Each manifest was written by fixtures/generate_quantized.py from what the library saved and dequantised:
 the logical weights (the keys of its reference copy) and the stored tensors that are parts of them. The
@@ -19,9 +19,9 @@ from formats.quantized.detect import StoredTensor, plan_quantized
 from tests.conftest import FIXTURES, MANIFESTS
 
 QUANTISED_MANIFESTS = [
-    json.loads(path.read_text())
-    for path in sorted((MANIFESTS / "quantized").glob("*.json"))
-    if (FIXTURES / json.loads(path.read_text())["fixture"] / "model.safetensors").exists()
+    manifest
+    for manifest in (json.loads(path.read_text()) for path in sorted(MANIFESTS.glob("quantized_*.json")))
+    if manifest["format"] == "safetensors"
 ]
 
 
@@ -39,9 +39,9 @@ def test_every_safetensors_kind_has_a_manifest() -> None:
 
 @pytest.mark.parametrize("manifest", QUANTISED_MANIFESTS, ids=lambda manifest: manifest["fixture"])
 def test_grouping_finds_exactly_the_manifest(manifest: dict[str, Any]) -> None:
-    folder = FIXTURES / manifest["fixture"]
-    config = json.loads((folder / "config.json").read_text())
-    plan = plan_quantized(_header(folder / "model.safetensors"), config)
+    fixture = FIXTURES / manifest["fixture"]
+    config = json.loads((fixture.parent / "config.json").read_text())
+    plan = plan_quantized(_header(fixture), config)
     quantised = {layer["name"]: tuple(layer["shape"]) for layer in manifest["layers"] if layer["quantised"]}
     assert plan.problems == ()
     assert {weight.name for weight in plan.weights} == set(quantised)

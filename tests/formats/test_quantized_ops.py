@@ -206,7 +206,7 @@ def test_torch_quantised_tensors_equal_torch_dequantize(dtype_name: str, axis: i
         )
     ours = torch_quantized.dequantize_torch("w", tensor.int_repr().numpy(), quantizer)
     np.testing.assert_array_equal(ours, tensor.dequantize().numpy())
-    assert torch_quantized.torch_encoding(dtype_name, quantizer).startswith(f"torch-{dtype_name}")
+    assert torch_quantized.torch_encoding(dtype_name, quantizer.scheme).startswith(f"torch-{dtype_name}")
 
 
 def test_torch_float_qparams_equal_torch_dequantize() -> None:

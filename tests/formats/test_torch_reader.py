@@ -300,13 +300,15 @@ def test_pickled_optimizer_object_never_names_a_weight(tmp_path: Path) -> None:
     assert infos["weight"].skip_reason is None
 
 
-def test_quantized_and_complex_tensors_are_listed_not_read(tmp_path: Path) -> None:
+def test_quantized_tensors_are_dequantised_and_complex_ones_listed_not_read(tmp_path: Path) -> None:
     path = tmp_path / "odd.pt"
     quantized = torch.quantize_per_tensor(torch.randn(12, 12), 0.1, 0, torch.qint8)
     complex_values = torch.randn(12, 12, dtype=torch.complex64)
     torch.save({"q": quantized, "c": complex_values, "sparse": torch.randn(12, 12).to_sparse()}, path)
     with open_model(path) as reader:
-        infos = {ref.info.name: ref.info for ref in reader.tensors()}
-    assert set(infos) == {"q", "c"}  # a sparse tensor has no dense storage view to list
-    assert infos["q"].encoding == "qint8" and "quantized" in (infos["q"].skip_reason or "")
+        refs = {ref.info.name: ref for ref in reader.tensors()}
+        infos = {name: ref.info for name, ref in refs.items()}
+        assert set(infos) == {"q", "c"}  # a sparse tensor has no dense storage view to list
+        assert infos["q"].encoding == "torch-qint8" and infos["q"].skip_reason is None
+        np.testing.assert_array_equal(refs["q"].read(), quantized.dequantize().numpy())
     assert infos["c"].dtype is DType.COMPLEX and infos["c"].encoding == "complex64"

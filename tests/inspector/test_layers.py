@@ -79,10 +79,11 @@ def test_conv1d_kernels_are_sliced_per_position() -> None:
     assert len(layer_matrices(plan, values)) == 5
 
 
-def test_stacked_experts_are_pooled_without_rescaling() -> None:
+def test_stacked_experts_are_one_record_each_without_rescaling() -> None:
     plan = plan_layer(_info("model.layers.0.mlp.experts.down_proj", (8, 64, 32)), OPTIONS)
     assert plan.kind is LayerKind.DENSE
     assert (plan.num_slices, plan.scale, plan.slice_axes) == (8, 1.0, "stack")
+    assert plan.slice_axes.per_slice(pool_conv=True)
 
 
 @pytest.mark.parametrize(
