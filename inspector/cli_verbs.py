@@ -122,11 +122,11 @@ def describe_command(
         if run.output_format not in DESCRIBE_FORMATS:
             raise UsageError(f"describe cannot write --format {run.output_format.value}")
         from inspector.describe import describe_paths
+        from inspector.render import chars
         from inspector.render import describe as render
-        from inspector.render import view
 
         descriptions = describe_paths(list(targets.paths), run.options)
-        glyphs = view.glyphs_for_encoding(_encoding(run))
+        glyphs = chars.glyphs_for_encoding(_encoding(run))
         writers = {
             OutputFormat.TABLE: lambda: _rich_text(render.build_view(descriptions), run),
             OutputFormat.JSON: lambda: render.to_json(descriptions),
@@ -178,8 +178,8 @@ def compare_command(
             choices = ", ".join(sorted(f.value for f in COMPARE_FORMATS))
             raise UsageError(f"compare cannot write --format {run.output_format.value} (it writes {choices})")
         from inspector.compare import compare_files
+        from inspector.render import chars
         from inspector.render import compare as render
-        from inspector.render import view
         from inspector.science.eigen import make_backend
         from inspector.workers import resolve_jobs
 
@@ -191,7 +191,7 @@ def compare_command(
             OutputFormat.JSONL: lambda: render.to_jsonl(comparison, run.options, backend.name),
             OutputFormat.CSV: lambda: render.to_csv(comparison),
             OutputFormat.MARKDOWN: lambda: render.to_markdown(
-                comparison, view.glyphs_for_encoding(_encoding(run))
+                comparison, chars.glyphs_for_encoding(_encoding(run))
             ),
         }
         _emit(writers[run.output_format](), run)

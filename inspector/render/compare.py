@@ -16,15 +16,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from inspector import __version__
 from inspector.compare import Comparison, LayerPair
 from inspector.options import AnalysisOptions
 from inspector.records import LayerRecord
-from inspector.render import finite_or_none, safe_text, view
-from inspector.render.view import Glyphs
+from inspector.render import chars, finite_or_none, safe_text
+from inspector.render.chars import Glyphs
 
 SCHEMA_VERSION = 1
 
@@ -150,18 +149,18 @@ def _cells(number: int, pair: LayerPair, glyphs: Glyphs) -> list[str]:
     if pair.unchanged:
         update_alpha, rank = "unchanged", ""
     else:
-        update_alpha = view.number(row["update_alpha"], 2, glyphs)
+        update_alpha = chars.number(row["update_alpha"], 2, glyphs)
     return [
         str(number),
-        view.display_text(pair.name, glyphs),
-        view.number(row["alpha_a"], 2, glyphs),
-        view.number(row["alpha_b"], 2, glyphs),
+        chars.display_text(pair.name, glyphs),
+        chars.number(row["alpha_a"], 2, glyphs),
+        chars.number(row["alpha_b"], 2, glyphs),
         glyphs.none if delta is None else f"{delta:+.2f}",
         phases,
         glyphs.none if row["delta_log_norm"] is None else f"{row['delta_log_norm']:+.3f}",
         update_alpha,
         rank,
-        view.number(row["relative_change"], 3, glyphs),
+        chars.number(row["relative_change"], 3, glyphs),
     ]
 
 
@@ -185,18 +184,18 @@ def mismatch_lines(comparison: Comparison) -> list[str]:
 
 
 def compare_view(comparison: Comparison) -> RenderableType:
-    from inspector.render.table import NAME_MIN, Adaptive, elide_all
+    from inspector.render.table import NAME_MIN, Adaptive, elide_all, new_table
 
     def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
         title = Text("A ", style="dim")
-        title.append(view.display_text(comparison.a.path, glyphs, 300), style="bold")
+        title.append(chars.display_text(comparison.a.path, glyphs, 300), style="bold")
         title.append("\nB ", style="dim")
-        title.append(view.display_text(comparison.b.path, glyphs, 300), style="bold")
+        title.append(chars.display_text(comparison.b.path, glyphs, 300), style="bold")
         yield title
         for side, report in (("A", comparison.a), ("B", comparison.b)):
             if report.error is not None:
                 yield Text(
-                    f"{side} cannot be read: {view.display_text(report.error.message, glyphs, 300)}",
+                    f"{side} cannot be read: {chars.display_text(report.error.message, glyphs, 300)}",
                     style="red",
                 )
         if not comparison.readable:
@@ -219,14 +218,7 @@ def compare_view(comparison: Comparison) -> RenderableType:
         )
         name_width = max(NAME_MIN, min(width - fixed - 1, max([len(r[1]) for r in rows] + [5])))
         names = elide_all([r[1] for r in rows], name_width, glyphs.ellipsis)
-        table = Table(
-            box=None,
-            show_edge=False,
-            pad_edge=False,
-            padding=(0, 1),
-            header_style="bold",
-            safe_box=glyphs.ascii,
-        )
+        table = new_table(glyphs, ruled=False)
         for i in keep:
             table.add_column(
                 headers[i],
@@ -241,17 +233,17 @@ def compare_view(comparison: Comparison) -> RenderableType:
             yield table
         changed = [pair for pair in comparison.pairs if not pair.unchanged]
         yield Text(
-            f"{view.plural(len(comparison.pairs), 'layer')} in both, {len(changed)} changed; "
+            f"{chars.plural(len(comparison.pairs), 'layer')} in both, {len(changed)} changed; "
             "update = W_B - W_A measured as a layer (its alpha and rank out of M)",
             style="dim",
         )
         for line in mismatch_lines(comparison):
-            yield Text(view.display_text(line, glyphs, 600), style="yellow")
+            yield Text(chars.display_text(line, glyphs, 600), style="yellow")
 
     return Adaptive(build)
 
 
-def to_markdown(comparison: Comparison, glyphs: Glyphs = view.UNICODE) -> str:
+def to_markdown(comparison: Comparison, glyphs: Glyphs = chars.UNICODE) -> str:
     from inspector.render.markdown import _code, _md
 
     lines = [f"### {_code(comparison.a.path)} against {_code(comparison.b.path)}", ""]

@@ -19,13 +19,12 @@ from html import escape
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from inspector import __version__
 from inspector.describe import Description, TensorEntry
-from inspector.render import safe_text, view
-from inspector.render.view import Glyphs
+from inspector.render import chars, safe_text, view
+from inspector.render.chars import Glyphs
 
 SCHEMA_VERSION = 1
 #: Cells the tensor name gets at least, and at most, in the terminal table.
@@ -44,7 +43,7 @@ def size_text(nbytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-def matrix_text(entry: TensorEntry, glyphs: Glyphs = view.UNICODE) -> str:
+def matrix_text(entry: TensorEntry, glyphs: Glyphs = chars.UNICODE) -> str:
     """'384x64', '64x32 x9' (nine conv slices; with the glyphs' times sign), or '' for no matrix."""
     if entry.N is None or entry.M is None:
         return ""
@@ -55,7 +54,7 @@ def matrix_text(entry: TensorEntry, glyphs: Glyphs = view.UNICODE) -> str:
 def summary_line(description: Description) -> str:
     total = len(description.tensors)
     return (
-        f"{view.plural(total, 'tensor')}, {size_text(description.total_bytes)}; "
+        f"{chars.plural(total, 'tensor')}, {size_text(description.total_bytes)}; "
         f"{description.analysable} would be analysed, {total - description.analysable} skipped"
     )
 
@@ -169,20 +168,20 @@ def _analysed_text(entry: TensorEntry, glyphs: Glyphs) -> str:
 
 def file_view(description: Description) -> RenderableType:
     """One described file for the terminal, laid out for the console's width and encoding."""
-    from inspector.render.table import Adaptive, elide_all
+    from inspector.render.table import Adaptive, elide_all, new_table
 
     def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
-        title = Text(view.display_text(description.path, glyphs, 300), style="bold")
+        title = Text(chars.display_text(description.path, glyphs, 300), style="bold")
         if description.error is not None:
             yield Text(
-                f"{view.display_text(description.path, glyphs)}: cannot be read: "
-                f"{view.display_text(description.error.message, glyphs, 300)}",
+                f"{chars.display_text(description.path, glyphs)}: cannot be read: "
+                f"{chars.display_text(description.error.message, glyphs, 300)}",
                 style="red",
             )
             return
         title.append(f" ({description.format})", style="dim")
         yield title
-        names = [view.display_text(entry.name, glyphs) for entry in description.tensors]
+        names = [chars.display_text(entry.name, glyphs) for entry in description.tensors]
         full_reasons = width >= WIDE
         rows = [
             [
@@ -192,7 +191,7 @@ def file_view(description: Description) -> RenderableType:
                 size_text(entry.nbytes),
                 entry.kind.value,
                 _analysed_text(entry, glyphs),
-                view.display_text(entry.reason or "", glyphs, 300)
+                chars.display_text(entry.reason or "", glyphs, 300)
                 if full_reasons
                 else (view.skip_category(entry.reason).value if entry.reason else ""),
             ]
@@ -205,14 +204,7 @@ def file_view(description: Description) -> RenderableType:
         fixed = sum(widths[i] for i in shown if i != 6) + reason_room + 2 * len(shown)  # 2: padding
         longest = max([len(name) for name in names] + [6])
         name_width = max(NAME_MIN, min(NAME_MAX, width - fixed, longest))
-        table = Table(
-            box=None,
-            show_edge=False,
-            pad_edge=False,
-            padding=(0, 1),
-            header_style="bold",
-            safe_box=glyphs.ascii,
-        )
+        table = new_table(glyphs, ruled=False)
         for i in shown[:1]:
             table.add_column(headers[i], justify="right", style="dim", no_wrap=True)
         table.add_column("tensor", width=name_width, no_wrap=True)
@@ -230,7 +222,7 @@ def file_view(description: Description) -> RenderableType:
         yield table
         yield Text(summary_line(description))
         for warning in description.warnings:
-            yield Text(f"warning: {view.display_text(warning, glyphs, 300)}", style="yellow")
+            yield Text(f"warning: {chars.display_text(warning, glyphs, 300)}", style="yellow")
 
     return Adaptive(build)
 
@@ -254,7 +246,7 @@ def _code(text: str) -> str:
     return "`" + safe_text(text, 10_000).replace("`", "'").replace("|", "\\|") + "`" if text else ""
 
 
-def to_markdown(descriptions: Sequence[Description], glyphs: Glyphs = view.UNICODE) -> str:
+def to_markdown(descriptions: Sequence[Description], glyphs: Glyphs = chars.UNICODE) -> str:
     lines: list[str] = []
     for description in descriptions:
         lines.extend([f"### {_code(description.path)} ({description.format or 'unreadable'})", ""])
@@ -305,7 +297,7 @@ def to_html(descriptions: Sequence[Description]) -> str:
                     size_text(entry.nbytes),
                     entry.kind.value,
                     entry.role or "",
-                    _analysed_text(entry, view.UNICODE),
+                    _analysed_text(entry, chars.UNICODE),
                     safe_text(entry.reason or "", 500),
                 )
             )

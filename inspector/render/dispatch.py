@@ -77,7 +77,7 @@ def _csv(outcome: Outcome) -> str:
 
 
 def _markdown(outcome: Outcome) -> str:
-    from inspector.render import view
+    from inspector.render import chars
     from inspector.render.markdown import to_markdown
 
     return to_markdown(
@@ -85,7 +85,7 @@ def _markdown(outcome: Outcome) -> str:
         outcome.gate,
         gate_active=outcome.run.rules.active,
         show_skipped=outcome.run.show_skipped,
-        glyphs=view.glyphs_for_encoding(outcome.encoding),
+        glyphs=chars.glyphs_for_encoding(outcome.encoding),
         notes=outcome.notes,
     )
 
@@ -132,7 +132,7 @@ def _table(outcome: Outcome) -> str:
     from rich.console import Console, Group
     from rich.text import Text
 
-    from inspector.render import view
+    from inspector.render import chars
     from inspector.render.table import build_tables
 
     console = Console(
@@ -149,8 +149,8 @@ def _table(outcome: Outcome) -> str:
         gate_active=outcome.run.rules.active,
         show_skipped=outcome.run.show_skipped,
     )
-    glyphs = view.glyphs_for_encoding(outcome.encoding)
-    notes = [Text(view.display_text(note, glyphs, 600), style="dim") for note in outcome.notes]
+    glyphs = chars.glyphs_for_encoding(outcome.encoding)
+    notes = [Text(chars.display_text(note, glyphs, 600), style="dim") for note in outcome.notes]
     with console.capture() as capture:
         console.print(Group(tables, *notes))
     # Rich pads lines to the console width; trailing blanks only get in the way of pipes and diffs.

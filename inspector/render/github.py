@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from inspector.gate import GateResult, Rule
 from inspector.records import ModelReport, Status
-from inspector.render import safe_text, view
+from inspector.render import chars, safe_text, view
 from inspector.render.markdown import to_markdown
 from inspector.render.sarif import RULES, rule_id
 
@@ -61,7 +61,7 @@ def to_github(reports: Sequence[ModelReport], gate: GateResult) -> str:
         if report.summary is not None:
             summary = report.summary
             parts = [view.counts_line(summary, len(report.layers))]
-            alpha = view.alpha_line(summary, view.ASCII)
+            alpha = view.alpha_line(summary, chars.ASCII)
             if alpha:
                 parts.append(alpha)
             lines.append(_command("notice", report.path, "wwinspect summary", "; ".join(parts)))

@@ -15,7 +15,7 @@ from html import escape
 from inspector import __version__
 from inspector.gate import GateResult
 from inspector.records import ModelReport, Status
-from inspector.render import view
+from inspector.render import attention, chars, view
 from inspector.render.plots import ReportImages, layer_key
 from inspector.render.view import Row
 
@@ -85,7 +85,7 @@ def _data_uri(png: bytes) -> str:
 
 
 def _text(text: str) -> str:
-    return escape(view.display_text(text, view.UNICODE, 10_000))
+    return escape(chars.display_text(text, chars.UNICODE, 10_000))
 
 
 def _anchor(section: int, number: int) -> str:
@@ -152,16 +152,16 @@ def _summary(report: ModelReport, rows: Sequence[Row], section: int, images: Rep
                 ),
             )
         )
-    worth = view.attention(rows)
+    worth = attention.attention(rows)
     for position, line in enumerate(worth.lines):
         names = ", ".join(_layer_link(row, section, images) for row in line.rows)
         if len(line.rows) == 1:
             text = f"{names}: {escape('; '.join(line.reasons))}"
         else:
-            text = f"{view.plural(len(line.rows), 'layer')}, {escape(line.reasons[0])}: {names}"
+            text = f"{chars.plural(len(line.rows), 'layer')}, {escape(line.reasons[0])}: {names}"
         items.append(("look at" if position == 0 else "", text))
     if worth.more:
-        items.append(("", f"and {view.plural(worth.more, 'more layer')} with a concern"))
+        items.append(("", f"and {chars.plural(worth.more, 'more layer')} with a concern"))
     return (
         "<dl class='summary'>"
         + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
@@ -278,7 +278,7 @@ def to_html(
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>wwinspect: {paths}</title><style>{_STYLE}</style></head>\n<body>"
         f"<h1>wwinspect report</h1><p class='muted'>wwinspect {escape(__version__)} · "
-        f"{view.plural(len(reports), 'model')}</p>\n"
+        f"{chars.plural(len(reports), 'model')}</p>\n"
         + "\n".join(sections)
         + _gate(gate, gate_active)
         + "".join(f"<p class='legend'>{_text(note)}</p>" for note in notes)

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from inspector.gate import GateResult
 from inspector.records import ModelReport, Status
-from inspector.render import safe_text, view
-from inspector.render.view import Glyphs, Row
+from inspector.render import attention, chars, safe_text, view
+from inspector.render.chars import Glyphs
+from inspector.render.view import Row
 
 
 def _in_code(text: str) -> str:
@@ -62,21 +63,21 @@ def _summary(report: ModelReport, rows: Sequence[Row], glyphs: Glyphs) -> list[s
     phases = view.phase_counts(summary)
     if phases:
         lines.append("- **phases** " + glyphs.dot.join(f"{phase.value} {count}" for phase, count in phases))
-    worth = view.attention(rows)
+    worth = attention.attention(rows)
     for line in worth.lines:
         names = ", ".join(f"#{row.number} {_code(view.layer_label(row.layer))}" for row in line.rows)
         if len(line.rows) == 1:
             lines.append(f"- **look at** {names}: {_md('; '.join(line.reasons))}")
         else:
             lines.append(
-                f"- **look at** {view.plural(len(line.rows), 'layer')}, {_md(line.reasons[0])}: {names}"
+                f"- **look at** {chars.plural(len(line.rows), 'layer')}, {_md(line.reasons[0])}: {names}"
             )
     if worth.more:
-        lines.append(f"- and {view.plural(worth.more, 'more layer')} with a concern")
+        lines.append(f"- and {chars.plural(worth.more, 'more layer')} with a concern")
     return lines
 
 
-def model_section(report: ModelReport, *, show_skipped: bool, glyphs: Glyphs = view.UNICODE) -> list[str]:
+def model_section(report: ModelReport, *, show_skipped: bool, glyphs: Glyphs = chars.UNICODE) -> list[str]:
     """One model's section: heading, table, summary, legend, skipped tensors."""
     lines = [f"### {_code(report.path)} ({report.format or 'unreadable'})", ""]
     if report.error is not None:
@@ -130,10 +131,10 @@ def to_markdown(
     *,
     gate_active: bool,
     show_skipped: bool = False,
-    glyphs: Glyphs = view.UNICODE,
+    glyphs: Glyphs = chars.UNICODE,
     notes: Sequence[str] = (),
 ) -> str:
-    """The whole Markdown report; `view.ASCII` glyphs make it plain ASCII (names escaped), for a stream
+    """The whole Markdown report; `chars.ASCII` glyphs make it plain ASCII (names escaped), for a stream
     whose encoding cannot show the sparkline's blocks. `notes`: run-level lines (the config used)."""
     lines: list[str] = []
     for report in reports:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from inspector.errors import UsageError
 from inspector.records import EsdSample, LayerRecord, ModelReport, Phase, Status
-from inspector.render import safe_text, view
+from inspector.render import chars, safe_text, view
 from inspector.science.esd import SAMPLE_LIMIT, TAIL_KEEP, sample_spectrum  # noqa: F401 - re-exported
 from inspector.science.mp import mp_edges, mp_pdf
 from inspector.science.phases import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
@@ -158,7 +158,7 @@ def layer_figure(layer: LayerRecord, sample: EsdSample, number: int | None = Non
         linear_axes.text(
             0.98,
             0.95,
-            f"{view.plural(beyond, 'eigenvalue')} beyond, up to {view.number(metrics.lambda_max)}",
+            f"{chars.plural(beyond, 'eigenvalue')} beyond, up to {chars.number(metrics.lambda_max)}",
             transform=linear_axes.transAxes,
             ha="right",
             va="top",
@@ -175,11 +175,11 @@ def layer_figure(layer: LayerRecord, sample: EsdSample, number: int | None = Non
         axes.set_ylabel("density")
     log_axes.legend(fontsize=7, loc="best")
     label = f"#{number} " if number is not None else ""
-    alpha = view.number(metrics.alpha)
+    alpha = chars.number(metrics.alpha)
     phase = layer.phase.value if layer.phase is not None else "no phase"
     band = layer.alpha_label.value if layer.alpha_label is not None else "no band"
     figure.suptitle(
-        f"{label}{_plain(view.layer_label(layer))}    alpha {alpha} (D {view.number(metrics.D, 3)}),"
+        f"{label}{_plain(view.layer_label(layer))}    alpha {alpha} (D {chars.number(metrics.D, 3)}),"
         f" {phase}, {band}",
         fontsize=10,
     )
@@ -265,7 +265,7 @@ def model_figure(report: ModelReport) -> Figure:
     missing = sum(1 for row in rows if row.layer.status is not Status.SKIPPED) - len(measured)
     title = f"{_plain(report.path)}: alpha by layer"
     if missing:
-        title += f" ({view.plural(missing, 'layer')} without alpha not drawn)"
+        title += f" ({chars.plural(missing, 'layer')} without alpha not drawn)"
     axes.set_title(title, fontsize=10)
     from matplotlib.ticker import MaxNLocator
 

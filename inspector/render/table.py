@@ -5,7 +5,7 @@ The table adapts when rich renders it, to the width and encoding it is given:
 * columns are dropped in the order of `SHRINK_STEPS` until the layer names get `NAME_TARGET` cells (or their
   full length), then names that are still too long lose their middle (`elide`);
 * when the stream's encoding cannot show box drawing, block characters or Greek (cp1252, latin-1), every
-  character of the report is ASCII (`inspector.render.view.glyphs_for_encoding`).
+  character of the report is ASCII (`inspector.render.chars.glyphs_for_encoding`).
 What a cell says is decided in `inspector.render.view`, shared with Markdown and HTML.
 """
 
@@ -24,8 +24,9 @@ from rich.text import Text
 
 from inspector.gate import GateResult
 from inspector.records import ModelReport, Status
-from inspector.render import view
-from inspector.render.view import Glyphs, Row
+from inspector.render import attention, chars, view
+from inspector.render.chars import Glyphs
+from inspector.render.view import Row
 
 #: Columns removed (or shortened) one step at a time, in this order: first the extra columns (EXTRA_KEYS),
 #: while any name would be cut, then the others while the names get fewer than NAME_TARGET cells, least
@@ -219,7 +220,7 @@ def _name_text(row: Row, glyphs: Glyphs, width: int | None) -> str:
     elides it)."""
     name = view.cell(row, "layer", glyphs)
     if row.layer.aliases:
-        aliases = ", ".join(view.display_text(alias, glyphs, 60) for alias in row.layer.aliases)
+        aliases = ", ".join(chars.display_text(alias, glyphs, 60) for alias in row.layer.aliases)
         with_aliases = f"{name} (= {aliases})"
         if width is None or cell_len(with_aliases) <= width:
             return with_aliases
@@ -286,7 +287,7 @@ class _Adaptive:
         self._build = build
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        glyphs = view.glyphs_for_encoding(options.encoding)
+        glyphs = chars.glyphs_for_encoding(options.encoding)
         yield from self._build(glyphs, options.max_width)
 
 
@@ -313,18 +314,25 @@ def _styled_cell(row: Row, key: str, glyphs: Glyphs, layout: Layout, name: str) 
     return Text(text, style=style)
 
 
-def layer_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Table:
-    """The measured layers (analysed and failed), laid out for `width` cells."""
-    layout = plan_layout(table_rows, width, glyphs)
-    table = Table(
-        box=_ASCII_HEAD if glyphs.ascii else box.SIMPLE_HEAD,
+def new_table(glyphs: Glyphs, *, ruled: bool = True, collapse_padding: bool = False) -> Table:
+    """A table as every report draws one: no outer edge, one space between columns, bold headers, a rule
+    under the header when `ruled` (ASCII dashes when the stream cannot show box drawing)."""
+    rule = (_ASCII_HEAD if glyphs.ascii else box.SIMPLE_HEAD) if ruled else None
+    return Table(
+        box=rule,
         show_edge=False,
         pad_edge=False,
-        collapse_padding=True,
+        collapse_padding=collapse_padding,
         padding=(0, 1),
         header_style="bold",
         safe_box=glyphs.ascii,
     )
+
+
+def layer_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Table:
+    """The measured layers (analysed and failed), laid out for `width` cells."""
+    layout = plan_layout(table_rows, width, glyphs)
+    table = new_table(glyphs, collapse_padding=True)
     for key in layout.keys:
         table.add_column(
             view.header(key, glyphs, short=key in layout.short),
@@ -347,16 +355,7 @@ def skipped_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Tabl
     name_width = max(
         NAME_MIN, min(max(cell_len(view.cell(row, "layer", glyphs)) for row in table_rows), width // 3)
     )
-    table = Table(
-        box=_ASCII_HEAD if glyphs.ascii else box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-        padding=(0, 1),
-        header_style="bold",
-        safe_box=glyphs.ascii,
-        title_justify="left",
-    )
+    table = new_table(glyphs, collapse_padding=True)
     cut: Literal["crop", "ellipsis"] = "crop" if glyphs.ascii else "ellipsis"
     table.add_column("skipped tensor", width=name_width, no_wrap=True, overflow=cut)
     table.add_column("shape", no_wrap=True, overflow=cut)
@@ -367,7 +366,7 @@ def skipped_table(table_rows: Sequence[Row], glyphs: Glyphs, width: int) -> Tabl
             Text(elide(view.cell(row, "layer", glyphs), name_width, glyphs.ellipsis), style="dim"),
             Text(view.cell(row, "shape", glyphs), style="dim"),
             Text(row.category.value if row.category else "", style="dim"),
-            Text(view.display_text(row.layer.reason or "", glyphs, 300), style="dim"),
+            Text(chars.display_text(row.layer.reason or "", glyphs, 300), style="dim"),
         )
     return table
 
@@ -393,12 +392,12 @@ def summary_panel(report: ModelReport, table_rows: Sequence[Row], glyphs: Glyphs
                 for phase, count in phases
             ),
         )
-    worth = view.attention(table_rows)
+    worth = attention.attention(table_rows)
     name_room = max(NAME_MIN, min(NAME_TARGET + 12, width // 2))
     for position, line in enumerate(worth.lines):
         grid.add_row("look at" if position == 0 else "", attention_text(line, glyphs, name_room))
     if worth.more:
-        grid.add_row("", Text(f"and {view.plural(worth.more, 'more layer')} with a concern", style="dim"))
+        grid.add_row("", Text(f"and {chars.plural(worth.more, 'more layer')} with a concern", style="dim"))
     return grid
 
 
@@ -406,16 +405,16 @@ def summary_panel(report: ModelReport, table_rows: Sequence[Row], glyphs: Glyphs
 NAMES_PER_GROUP = 3
 
 
-def attention_text(line: view.AttentionLine, glyphs: Glyphs, name_room: int) -> Text:
+def attention_text(line: attention.AttentionLine, glyphs: Glyphs, name_room: int) -> Text:
     """'#3 fc3.weight: reason; reason' or '6 layers: reason: #1 a, #2 b, #3 c and 3 more'."""
     text = Text()
     if len(line.rows) == 1:
         row = line.rows[0]
         text.append(f"#{row.number} ", style="dim")
         text.append(elide(view.cell(row, "layer", glyphs), name_room, glyphs.ellipsis), style="bold")
-        text.append(": " + view.display_text("; ".join(line.reasons), glyphs, 400))
+        text.append(": " + chars.display_text("; ".join(line.reasons), glyphs, 400))
         return text
-    text.append(f"{view.plural(len(line.rows), 'layer')}: {view.display_text(line.reasons[0], glyphs)}: ")
+    text.append(f"{chars.plural(len(line.rows), 'layer')}: {chars.display_text(line.reasons[0], glyphs)}: ")
     for position, row in enumerate(line.rows[:NAMES_PER_GROUP]):
         if position:
             text.append(", ")
@@ -427,7 +426,7 @@ def attention_text(line: view.AttentionLine, glyphs: Glyphs, name_room: int) -> 
 
 
 def _title(report: ModelReport, glyphs: Glyphs) -> Text:
-    title = Text(view.display_text(report.path, glyphs, 300), style="bold")
+    title = Text(chars.display_text(report.path, glyphs, 300), style="bold")
     title.append(f" ({report.format})", style="dim")
     return title
 
@@ -450,7 +449,7 @@ def model_view(report: ModelReport, *, show_skipped: bool) -> RenderableType:
         if measured:
             yield Text(view.order_line(order, len(measured)), style="dim")
         for warning in report.warnings:
-            yield Text(f"warning: {view.display_text(warning, glyphs, 300)}", style="yellow")
+            yield Text(f"warning: {chars.display_text(warning, glyphs, 300)}", style="yellow")
         if skipped and show_skipped:
             yield skipped_table(skipped, glyphs, width)
         elif skipped:
@@ -466,8 +465,8 @@ def error_view(report: ModelReport) -> RenderableType:
     message = report.error.message if report.error is not None else "unknown error"
 
     def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
-        path = view.display_text(report.path, glyphs)
-        yield Text(f"{path}: cannot be read: {view.display_text(message, glyphs, 300)}", style="red")
+        path = chars.display_text(report.path, glyphs)
+        yield Text(f"{path}: cannot be read: {chars.display_text(message, glyphs, 300)}", style="red")
 
     return _Adaptive(build)
 
@@ -485,7 +484,7 @@ def gate_view(gate: GateResult, active: bool) -> RenderableType | None:
     def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
         for line in view.gate_lines(gate, MAX_VIOLATIONS_SHOWN):
             text = line.text if line.layer is None else f"  {line.layer}: {line.text}"
-            yield Text(view.display_text(text, glyphs, 600), style=_GATE_STYLE[line.style])
+            yield Text(chars.display_text(text, glyphs, 600), style=_GATE_STYLE[line.style])
 
     return _Adaptive(build)
 

@@ -1,5 +1,6 @@
 """What every report for people shows, decided once: row order and numbers, cell texts, skip categories,
-how the phase and the alpha band relate, the layers worth a look, the legend and the footer.
+how the phase and the alpha band relate, the legend and the footer. The characters and number formats are
+`render.chars`; the layers worth a look, `render.attention`.
 
 The terminal table (`render.table`), Markdown (`render.markdown`), HTML (`render.html`) and the plots draw
 from this module only, so they cannot disagree about what a row says or which row is number 3.
@@ -10,90 +11,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum
 
 from inspector.gate import GateResult, Rule
 from inspector.records import LayerMetrics, LayerRecord, ModelReport, Phase, Status, Summary
-from inspector.render import safe_text
+from inspector.render.chars import UNICODE, Glyphs, display_text, number, plural, sparkline
 from inspector.science.phases import OVER_TRAINED_BELOW, UNDER_TRAINED_ABOVE
 from inspector.science.powerlaw import SMALL_N_CUTOFF, TPL_ALPHA_BOUNDS
-
-# --- Characters -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Glyphs:
-    """The characters a report may use: box drawing and Greek on a UTF-8 stream, plain ASCII elsewhere."""
-
-    ascii: bool
-    blocks: str  # sparkline levels, blocks[0] for an empty bin
-    times: str  # between the dimensions of a shape
-    ellipsis: str  # where a name was cut
-    none: str  # a number that could not be computed
-    dot: str  # between the items of a list on one line
-    lam: str  # the eigenvalue symbol in headers
-
-
-UNICODE = Glyphs(ascii=False, blocks=" ▁▂▃▄▅▆▇█", times="×", ellipsis="…", none="–", dot=" · ", lam="λ")
-ASCII = Glyphs(ascii=True, blocks=" .:-=+*#%@", times="x", ellipsis="...", none="-", dot=" | ", lam="lambda")
-
-# What the Unicode report prints besides names: if an encoding cannot show all of it, the report is ASCII.
-_UNICODE_PROBE = UNICODE.blocks + UNICODE.times + UNICODE.ellipsis + UNICODE.none + "·λα━─│┃╇┡┩"
-
-
-def glyphs_for_encoding(encoding: str | None) -> Glyphs:
-    """UNICODE when `encoding` can show every character the report uses, else ASCII (cp1252, latin-1...).
-
-    None (an encoding the stream does not state) is taken as ASCII: a report must never fail to print.
-    """
-    if not encoding:
-        return ASCII
-    try:
-        _UNICODE_PROBE.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return ASCII
-    return UNICODE
-
-
-def display_text(text: str, glyphs: Glyphs, limit: int = 200) -> str:
-    """A string from a model file, safe for the terminal and, in ASCII mode, made of ASCII only."""
-    cleaned = safe_text(text, limit)
-    if glyphs.ascii:
-        cleaned = cleaned.replace("…", "...").encode("ascii", "backslashreplace").decode("ascii")
-    return cleaned
-
-
-def sparkline(counts: Sequence[int], glyphs: Glyphs = UNICODE) -> str:
-    """The ESD histogram as one character per bin, scaled to the square root of the counts so that a thin
-    tail stays visible next to the bulk."""
-    if not counts or max(counts) == 0:
-        return ""
-    peak = max(counts) ** 0.5
-    levels = len(glyphs.blocks) - 1
-    return "".join(
-        glyphs.blocks[0 if count == 0 else max(1, round(levels * count**0.5 / peak))] for count in counts
-    )
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """'1 layer', '3 layers' (and '1 eigenvalue', never '1 eigenvalues')."""
-    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
-
-
-def number(value: float | int | None, digits: int = 2, glyphs: Glyphs = UNICODE) -> str:
-    """A metric for a table cell: fixed decimals, scientific notation only for very large or small values."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return glyphs.none
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 10 ** (-digits)):
-        return f"{value:.{digits}e}"
-    return f"{value:.{digits}f}"
-
 
 # --- Order and numbers ----------------------------------------------------------------------------------
 
@@ -453,170 +379,6 @@ def sort_value(row: Row, key: str) -> float | str | None:
         return None
     value = getattr(layer.metrics, key, None)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-# --- Layers worth a look --------------------------------------------------------------------------------
-
-
-class Concern(IntEnum):
-    """What makes a layer worth a look; a lower value is more urgent."""
-
-    FAILED = 0
-    RANK_COLLAPSE = 1
-    VERY_HEAVY_TAIL = 2
-    RANDOM_LIKE = 3
-    CORRELATION_TRAPS = 4
-    BLEEDING_OUT = 5
-    THIN_TAIL = 6
-    NO_POWER_LAW = 7
-    AT_BOUND = 8
-    PHASE_BOUNDARY = 9
-    LOW_CONFIDENCE = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One reason to look at one layer."""
-
-    row: Row
-    concern: Concern
-    reason: str
-
-
-def _concerns(row: Row) -> list[Finding]:
-    layer, metrics = row.layer, row.layer.metrics
-    found: list[Finding] = []
-    if layer.status is Status.FAILED:
-        return [Finding(row, Concern.FAILED, f"failed: {safe_text(layer.reason or 'no reason given', 200)}")]
-    if metrics is None:
-        return found
-    alpha = metrics.alpha
-    phase = layer.phase
-    if phase is Phase.RANK_COLLAPSE:
-        share = metrics.near_zero_fraction or 0.0
-        found.append(
-            Finding(
-                row, Concern.RANK_COLLAPSE, f"rank collapse: {share:.0%} of the eigenvalues are near zero"
-            )
-        )
-    if phase is Phase.HEAVY_TAILED and alpha is not None and alpha < OVER_TRAINED_BELOW:
-        found.append(
-            Finding(
-                row,
-                Concern.VERY_HEAVY_TAIL,
-                f"alpha {alpha:.2f} < {OVER_TRAINED_BELOW:g}: a very heavy tail, possibly over-fitted",
-            )
-        )
-    if phase is Phase.RANDOM_LIKE:
-        found.append(Finding(row, Concern.RANDOM_LIKE, "random-like ESD: nothing learned beyond noise"))
-    if metrics.num_traps:
-        found.append(
-            Finding(
-                row,
-                Concern.CORRELATION_TRAPS,
-                f"{plural(metrics.num_traps, 'correlation trap')}: spikes that survive shuffling the weights",
-            )
-        )
-    if phase is Phase.BLEEDING_OUT:
-        found.append(Finding(row, Concern.BLEEDING_OUT, "bleeding-out: barely moved from random"))
-    if (
-        phase not in (Phase.RANDOM_LIKE, Phase.BLEEDING_OUT)
-        and alpha is not None
-        and alpha > UNDER_TRAINED_ABOVE
-    ):
-        found.append(
-            Finding(
-                row,
-                Concern.THIN_TAIL,
-                f"alpha {alpha:.2f} > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
-            )
-        )
-    if phase is Phase.BULK_DECAY:
-        # The classifier's deciding rule says why the tail is not (yet) a power law.
-        why = layer.phase_rule or CONCERN_TEXT[Concern.NO_POWER_LAW]
-        found.append(Finding(row, Concern.NO_POWER_LAW, f"bulk-decay: {why}"))
-    if alpha_at_bound(metrics):
-        found.append(Finding(row, Concern.AT_BOUND, CONCERN_TEXT[Concern.AT_BOUND]))
-    boundary = phase_boundary(layer)
-    if boundary is not None:
-        neighbour, confidence = boundary
-        sure = f", confidence {confidence:.2f}" if confidence is not None else ""
-        found.append(Finding(row, Concern.PHASE_BOUNDARY, f"on the boundary with {neighbour.value}{sure}"))
-    if alpha is not None and metrics.fit_low_confidence:
-        found.append(
-            Finding(
-                row,
-                Concern.LOW_CONFIDENCE,
-                f"alpha fitted on {plural(metrics.num_fit_evals, 'eigenvalue')}"
-                f" (fewer than {SMALL_N_CUTOFF}): uncertain",
-            )
-        )
-    return found
-
-
-#: What a concern means, for a line that names several layers at once.
-CONCERN_TEXT: dict[Concern, str] = {
-    Concern.FAILED: "could not be measured",
-    Concern.RANK_COLLAPSE: "rank collapse: many eigenvalues near zero",
-    Concern.VERY_HEAVY_TAIL: f"alpha < {OVER_TRAINED_BELOW:g}: a very heavy tail, possibly over-fitted",
-    Concern.RANDOM_LIKE: "random-like ESD: nothing learned beyond noise",
-    Concern.CORRELATION_TRAPS: "correlation traps: spikes that survive shuffling the weights",
-    Concern.BLEEDING_OUT: "bleeding-out: barely moved from random",
-    Concern.THIN_TAIL: f"alpha > {UNDER_TRAINED_ABOVE:g}: no heavy tail, under-trained",
-    Concern.NO_POWER_LAW: "bulk-decay: an eroded bulk edge without a power-law tail",
-    Concern.AT_BOUND: "alpha stopped on the truncated power law's bound: the tail is no power law",
-    Concern.PHASE_BOUNDARY: "the evidence sits on the boundary between two phases",
-    Concern.LOW_CONFIDENCE: f"alpha fitted on fewer than {SMALL_N_CUTOFF} eigenvalues: uncertain",
-}
-#: Lines the summary spends on layers worth a look; further layers are counted.
-WORTH_A_LOOK = 5
-#: A concern shared by this many layers or more is one line naming them, not a line each.
-GROUP_AT = 3
-
-
-@dataclass(frozen=True, slots=True)
-class AttentionLine:
-    """One line of "look at": a layer with its most urgent reasons, or several layers sharing one concern."""
-
-    concern: Concern
-    rows: tuple[Row, ...]
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Attention:
-    """The layers most worth a look, most urgent first, and how many layers with a concern were left out."""
-
-    lines: tuple[AttentionLine, ...]
-    more: int
-
-
-def attention(report_rows: Iterable[Row], limit: int = WORTH_A_LOOK) -> Attention:
-    """Rank layers by their most urgent concern (then by how far alpha is from the band), in `limit` lines."""
-    by_concern: dict[Concern, list[tuple[float, Row, list[Finding]]]] = {}
-    for row in report_rows:
-        found = sorted(_concerns(row), key=lambda finding: finding.concern)
-        if not found:
-            continue
-        alpha = row.layer.metrics.alpha if row.layer.metrics is not None else None
-        distance = 0.0 if alpha is None else max(OVER_TRAINED_BELOW - alpha, alpha - UNDER_TRAINED_ABOVE, 0.0)
-        by_concern.setdefault(found[0].concern, []).append((-distance, row, found))
-    lines: list[AttentionLine] = []
-    left_out = 0
-    for concern in sorted(by_concern):
-        group = sorted(by_concern[concern], key=lambda item: (item[0], item[1].number or 0))
-        if len(lines) >= limit:
-            left_out += len(group)
-        elif len(group) >= GROUP_AT:
-            members = sorted((row for _, row, _ in group), key=lambda row: row.number or 0)
-            lines.append(AttentionLine(concern, tuple(members), (CONCERN_TEXT[concern],)))
-        else:
-            for _, row, found in group:
-                if len(lines) >= limit:
-                    left_out += 1
-                    continue
-                lines.append(AttentionLine(concern, (row,), tuple(finding.reason for finding in found[:2])))
-    return Attention(lines=tuple(lines), more=left_out)
 
 
 # --- Summary, legend, footer ----------------------------------------------------------------------------

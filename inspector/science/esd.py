@@ -2,7 +2,7 @@
 
 The eigenvalues of a trained layer span many decades, so bins are equal in log10(lambda) between the
 smallest positive and the largest eigenvalue. Reports draw it (the terminal's sparkline is
-`inspector.render.view.sparkline`), where a heavy tail shows up as a long low ramp right of the bulk.
+`inspector.render.chars.sparkline`), where a heavy tail shows up as a long low ramp right of the bulk.
 """
 
 from __future__ import annotations

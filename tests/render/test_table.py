@@ -12,7 +12,7 @@ from inspector import AnalysisOptions
 from inspector.gate import GateResult
 from inspector.records import Phase, Status
 from inspector.render import table, view
-from inspector.render.view import UNICODE
+from inspector.render.chars import UNICODE
 from tests.render.helpers import fixture_report, layer, render, report_of, run_in_pty, strip_ansi
 
 HF_NAMES = [

@@ -7,8 +7,10 @@ import pytest
 
 from inspector import AnalysisOptions
 from inspector.records import Phase, Status
-from inspector.render import view
-from inspector.render.view import ASCII, UNICODE, Concern, RowOrder, SkipCategory
+from inspector.render import attention, chars, view
+from inspector.render.attention import Concern
+from inspector.render.chars import ASCII, UNICODE
+from inspector.render.view import RowOrder, SkipCategory
 from tests.conftest import FIXTURES
 from tests.render.helpers import fixture_report, layer, report_of
 
@@ -101,8 +103,8 @@ def test_every_skip_reason_of_the_fixtures_has_a_named_category() -> None:
 
 
 def test_plurals_are_right_for_one() -> None:
-    assert view.plural(1, "eigenvalue") == "1 eigenvalue"
-    assert view.plural(3, "eigenvalue") == "3 eigenvalues"
+    assert chars.plural(1, "eigenvalue") == "1 eigenvalue"
+    assert chars.plural(3, "eigenvalue") == "3 eigenvalues"
     single = report_of(layer("w", 0, alpha=2.5))
     assert "over 1 layer" in (view.alpha_line(single.summary) or "")  # type: ignore[arg-type]
     hidden = view.hidden_line(
@@ -124,15 +126,15 @@ def test_footer_names_the_option_that_hid_layers() -> None:
 
 
 def test_ascii_glyphs_for_encodings_without_box_drawing() -> None:
-    assert view.glyphs_for_encoding("utf-8") is UNICODE
-    assert view.glyphs_for_encoding("cp1252") is ASCII
-    assert view.glyphs_for_encoding("latin-1") is ASCII
-    assert view.glyphs_for_encoding(None) is ASCII
-    assert view.glyphs_for_encoding("no-such-codec") is ASCII
+    assert chars.glyphs_for_encoding("utf-8") is UNICODE
+    assert chars.glyphs_for_encoding("cp1252") is ASCII
+    assert chars.glyphs_for_encoding("latin-1") is ASCII
+    assert chars.glyphs_for_encoding(None) is ASCII
+    assert chars.glyphs_for_encoding("no-such-codec") is ASCII
     counts = (0, 1, 5, 40, 100, 7, 0, 1)
-    assert view.sparkline(counts, ASCII).isascii() and len(view.sparkline(counts, ASCII)) == len(counts)
-    assert view.sparkline(counts, UNICODE)[4] == "█" and view.sparkline(counts, UNICODE)[0] == " "
-    assert view.display_text("naïve…name", ASCII).isascii()
+    assert chars.sparkline(counts, ASCII).isascii() and len(chars.sparkline(counts, ASCII)) == len(counts)
+    assert chars.sparkline(counts, UNICODE)[4] == "█" and chars.sparkline(counts, UNICODE)[0] == " "
+    assert chars.display_text("naïve…name", ASCII).isascii()
 
 
 def test_the_band_is_marked_where_the_phase_overrules_it() -> None:
@@ -169,7 +171,7 @@ def test_layers_worth_a_look_rank_by_urgency_and_group_shared_concerns() -> None
         layer("collapsed", 8, phase=Phase.RANK_COLLAPSE, alpha=3.0, near_zero_fraction=0.4),
     )
     rows, _ = view.rows(report)
-    worth = view.attention(rows)
+    worth = attention.attention(rows)
     concerns = [line.concern for line in worth.lines]
     assert concerns == [Concern.FAILED, Concern.RANK_COLLAPSE, Concern.VERY_HEAVY_TAIL, Concern.RANDOM_LIKE]
     assert "every weight is zero" in worth.lines[0].reasons[0]
@@ -177,7 +179,7 @@ def test_layers_worth_a_look_rank_by_urgency_and_group_shared_concerns() -> None
     assert "alpha 1.50 < 2" in worth.lines[2].reasons[0]
     assert len(worth.lines[3].rows) == 4  # one line for four random-like layers
     assert all(row.layer.name != "ok" for line in worth.lines for row in line.rows)
-    assert view.attention(rows, limit=2).more == 1 + 4
+    assert attention.attention(rows, limit=2).more == 1 + 4
 
 
 def test_counts_line_keeps_the_words_scripts_look_for() -> None:
@@ -212,5 +214,5 @@ def test_a_phase_on_a_boundary_shows_its_neighbour() -> None:
     rows, _ = view.rows(report_of(record, base))
     assert view.cell(rows[0], "phase") == "bulk-decay~" and view.cell(rows[1], "phase") == "bulk-decay"
     assert any(line.startswith("~ = a phase on the boundary") for line in view.legend(rows))
-    (line,) = [line for line in view.attention(rows).lines if line.rows[0] is rows[0]]
+    (line,) = [line for line in attention.attention(rows).lines if line.rows[0] is rows[0]]
     assert "on the boundary with heavy-tailed, confidence 0.55" in line.reasons
