@@ -53,6 +53,29 @@ def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
+def input_groups(
+    weight: str, group_size: int, in_features: int, out_features: int, scales: npt.NDArray[np.generic]
+) -> tuple[int, int]:
+    """(input channels per group, groups) of a group-wise quantised Linear whose `scales` are
+    [groups, out_features]; `group_size` -1 means one group over all input channels."""
+    if group_size == -1:
+        size = max(in_features, 1)
+    elif group_size > 0:
+        size = group_size
+    else:
+        raise fail(weight, f"group_size {group_size} is neither positive nor -1")
+    groups = ceil_div(in_features, size) if in_features else 1
+    if scales.ndim != 2 or scales.shape[1] != out_features:
+        raise fail(weight, f"scales have shape {list(scales.shape)}, expected [groups, {out_features}]")
+    if scales.shape[0] != groups:
+        raise fail(
+            weight,
+            f"group_size {group_size} over {in_features} input channels makes {groups} groups, "
+            f"but the scales have {scales.shape[0]}",
+        )
+    return size, groups
+
+
 def packed_words(bits: int, count: int) -> int:
     """32-bit words that hold `count` densely packed `bits`-bit fields."""
     return ceil_div(count * bits, 32)

@@ -20,10 +20,10 @@ import numpy.typing as npt
 from formats.quantized._common import (
     Floats,
     as_float32,
-    ceil_div,
     expect_dtype,
     expect_shape,
     fail,
+    input_groups,
     interleave,
     round_to,
     unpack_words,
@@ -70,21 +70,7 @@ def dequantize_awq(
     if qweight.ndim != 2:
         raise fail(weight, f"qweight has {qweight.ndim} dimensions, expected 2")
     out_features, in_features = awq_logical_shape(qweight.shape)
-    if params.group_size == -1:
-        group_size = in_features
-    elif params.group_size > 0:
-        group_size = params.group_size
-    else:
-        raise fail(weight, f"group_size {params.group_size} is neither positive nor -1")
-    groups = ceil_div(in_features, group_size)
-    if scales.ndim != 2 or scales.shape[1] != out_features:
-        raise fail(weight, f"scales have shape {list(scales.shape)}, expected [groups, {out_features}]")
-    if scales.shape[0] != groups:
-        raise fail(
-            weight,
-            f"group_size {params.group_size} over {in_features} input channels makes {groups} groups, "
-            f"but the scales have {scales.shape[0]}",
-        )
+    group_size, groups = input_groups(weight, params.group_size, in_features, out_features, scales)
     if not params.zero_point or qzeros is None:
         # AutoAWQ writes qzeros for every checkpoint it packs; without them the offset is unknown.
         raise fail(weight, "AWQ without zero points (zero_point false or no qzeros) is not supported")

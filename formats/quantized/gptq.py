@@ -25,11 +25,11 @@ import numpy.typing as npt
 from formats.quantized._common import (
     Floats,
     as_float32,
-    ceil_div,
     expect_bits,
     expect_dtype,
     expect_shape,
     fail,
+    input_groups,
     packed_words,
     round_to,
     unpack_words,
@@ -90,25 +90,10 @@ def dequantize_gptq(
     if g_idx is not None:
         expect_dtype(weight, "g_idx", g_idx, "iu")
         expect_shape(weight, "g_idx", g_idx, (in_features,))
-    if params.group_size == -1:
-        groups = 1
-    elif params.group_size > 0:
-        groups = ceil_div(in_features, params.group_size)
-    else:
-        raise fail(weight, f"group_size {params.group_size} is neither positive nor -1")
-    if scales.ndim != 2 or scales.shape[1] != out_features:
-        raise fail(weight, f"scales have shape {list(scales.shape)}, expected [groups, {out_features}]")
-    if scales.shape[0] != groups:
-        raise fail(
-            weight,
-            f"group_size {params.group_size} over {in_features} input channels makes {groups} groups, "
-            f"but the scales have {scales.shape[0]}",
-        )
+    group_size, groups = input_groups(weight, params.group_size, in_features, out_features, scales)
     expect_shape(weight, "qzeros", qzeros, (groups, packed_words(bits, out_features)))
     if g_idx is None:
-        group_of = np.arange(in_features) // (
-            params.group_size if params.group_size > 0 else max(in_features, 1)
-        )
+        group_of = np.arange(in_features) // group_size
     else:
         group_of = g_idx.astype(np.int64)
         if group_of.size and (group_of.min() < 0 or group_of.max() >= groups):
