@@ -13,6 +13,7 @@ Tasks are submitted costliest first (Dask's `priority`), as the local queue orde
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -69,14 +70,15 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> DaskRunner:
             answers there within `timeout` seconds; nothing has been read (exit 2).
     """
     try:
-        from distributed import Client
+        # Imported by name, typed Any: distributed is an optional extra and ships no type information.
+        distributed: Any = importlib.import_module("distributed")
     except ImportError:
         raise UsageError(
             "--scheduler needs Dask's distributed package, which is not installed",
             hint="pip install 'wwinspect[dask]', or leave out --scheduler to run on this machine",
         ) from None
     try:
-        client = Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--scheduler {address!r}: not a Dask scheduler address ({exc})") from None
     except (OSError, TimeoutError) as exc:
