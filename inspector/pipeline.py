@@ -11,6 +11,12 @@ numbers, so no weights cross a pipe and memory stays bounded by `jobs` times the
 and their order are the same as in one process, and so is every number up to rounding (BLAS may sum in
 another order with another thread count); only the wall-clock time differs.
 
+Several paths (`analyze_paths`) share the workers as one queue, a fleet: a small file is one item, analysed
+whole by whichever process takes it, a large one's tensors are items of their own; this process then goes
+through the paths in order, repeating a small file's run to the hooks and summarising a large one from its
+tensors' records, so the reports and every hook call are those of the sequential run. A `TaskRunner` runs
+the queue: forked workers here (`LocalRunner`), or a Dask cluster (`inspector.cluster`).
+
 `AnalysisHooks` lets a caller follow the run as it goes (a file listed, each record, each finished
 report: streamed JSON Lines, progress, what to print when Ctrl-C stops the run); `keep_spectra` keeps a
 bounded sample of each analysed layer's eigenvalues on its record, for plots.
