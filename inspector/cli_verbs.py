@@ -36,10 +36,10 @@ DESCRIBE_KEYS = ("format", "output", "layer", "exclude", "min-evals", "max-evals
 COMPARE_KEYS = (
     *DESCRIBE_KEYS[:-1],
     *("device", "normalize", "fit", "xmax", "fix-fingers", "spike-rule"),
-    *("mp-fit", "xmin-max", "max-fingers", "finger-thresh", "seed", "jobs"),
+    *("mp-fit", "xmin-max", "max-fingers", "finger-thresh", "seed", "jobs", "cache"),
 )
-#: The settings `trend` takes: compare's, and where the work runs (the cache, a Dask cluster).
-TREND_KEYS = (*COMPARE_KEYS, "cache", "scheduler")
+#: The settings `trend` takes: compare's, and a Dask cluster to run on.
+TREND_KEYS = (*COMPARE_KEYS, "scheduler")
 #: Formats each verb writes.
 DESCRIBE_FORMATS = frozenset(OutputFormat)
 COMPARE_FORMATS = frozenset(
@@ -183,14 +183,18 @@ def compare_command(
         if run.output_format not in COMPARE_FORMATS:
             choices = ", ".join(sorted(f.value for f in COMPARE_FORMATS))
             raise UsageError(f"compare cannot write --format {run.output_format.value} (it writes {choices})")
+        from inspector.cache import prune, with_cache
         from inspector.compare import compare_files
         from inspector.render import compare as render
         from inspector.render import view
         from inspector.science.eigen import make_backend
         from inspector.workers import resolve_jobs
 
-        backend = make_backend(run.options.device)
-        comparison = compare_files(paths[0], paths[1], run.options, backend, jobs=resolve_jobs(run.jobs))
+        backend = with_cache(make_backend(run.options.device), run.cache)
+        try:
+            comparison = compare_files(paths[0], paths[1], run.options, backend, jobs=resolve_jobs(run.jobs))
+        finally:
+            prune(backend)
         writers = {
             OutputFormat.TABLE: lambda: _rich_text(render.compare_view(comparison), run),
             OutputFormat.JSON: lambda: render.to_json(comparison, run.options, backend.name),

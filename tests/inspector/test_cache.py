@@ -228,3 +228,20 @@ def test_the_config_key_is_relative_to_the_config(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(project / "sub")
     assert run_cli(PATHS[0], "--json").exit_code == 0
     assert _entries(project / ".wwinspect_cache")
+
+
+def test_compare_takes_the_cache(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(5)
+    base = {f"l{i}.weight": rng.standard_t(4.0, size=(64, 32)).astype(np.float32) for i in range(2)}
+    tuned = {name: W + 0.01 * rng.standard_normal(W.shape).astype(np.float32) for name, W in base.items()}
+    save_file(base, str(tmp_path / "a.safetensors"))
+    save_file(tuned, str(tmp_path / "b.safetensors"))
+    arguments = ("compare", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--json")
+    plain = run_cli(*arguments)
+    cold = run_cli(*arguments, "--cache", tmp_path / "cache")
+    warm = run_cli(*arguments, "--cache", tmp_path / "cache")
+    assert plain.exit_code == cold.exit_code == warm.exit_code == 0
+    assert json.loads(plain.stdout) == json.loads(cold.stdout) == json.loads(warm.stdout)
+    assert len(_entries(tmp_path / "cache")) == 6  # two layers in A, in B, and their two updates
