@@ -252,6 +252,12 @@ def _run(paths: list[Path], run: RunSettings, *, debug: bool) -> ExitCode:
     collector = _Collector()
     keep_spectra = run.plot is not None or run.html is not None or run.output_format is OutputFormat.HTML
     with contextlib.ExitStack() as files:
+        runner = None
+        if run.scheduler is not None:  # connected before anything is read: an address that fails is exit 2
+            from inspector.cluster import connect
+
+            runner = connect(run.scheduler)
+            files.callback(runner.close)
         stream = _jsonl_stream(run, files) if run.output_format is OutputFormat.JSONL else None
         writer = None
         if stream is not None:
@@ -276,6 +282,8 @@ def _run(paths: list[Path], run: RunSettings, *, debug: bool) -> ExitCode:
                     jobs=run.jobs,
                     hooks=_hooks(collector, writer, display),
                     keep_spectra=keep_spectra,
+                    cache=run.cache,
+                    runner=runner,
                 )
             except KeyboardInterrupt:
                 reports, note = collector.partial()

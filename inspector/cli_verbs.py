@@ -1,12 +1,13 @@
-"""The verbs of the command line: `wwinspect describe PATH...` and `wwinspect compare A B`.
+"""The verbs of the command line: `wwinspect describe PATH...`, `wwinspect compare A B` and
+`wwinspect trend CKPT...`.
 
 Each is its own typer command with the settings it understands, generated like the main command's from
-the one declaration per setting (`setting_options`). `wwinspect trend CKPT...` (issue 14) is registered
-here when it lands.
+the one declaration per setting (`setting_options`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -35,8 +36,10 @@ DESCRIBE_KEYS = ("format", "output", "layer", "exclude", "min-evals", "max-evals
 COMPARE_KEYS = (
     *DESCRIBE_KEYS[:-1],
     *("device", "normalize", "fit", "xmax", "fix-fingers", "spike-rule"),
-    *("mp-fit", "xmin-max", "max-fingers", "finger-thresh", "seed", "jobs"),
+    *("mp-fit", "xmin-max", "max-fingers", "finger-thresh", "seed", "jobs", "cache"),
 )
+#: The settings `trend` takes: compare's, and a Dask cluster to run on.
+TREND_KEYS = (*COMPARE_KEYS, "scheduler")
 #: Formats each verb writes.
 DESCRIBE_FORMATS = frozenset(OutputFormat)
 COMPARE_FORMATS = frozenset(
@@ -51,9 +54,12 @@ def _specs(keys: tuple[str, ...]) -> tuple[SettingSpec, ...]:
 
 DESCRIBE_SETTINGS = _specs(DESCRIBE_KEYS)
 COMPARE_SETTINGS = _specs(COMPARE_KEYS)
+TREND_SETTINGS = _specs(TREND_KEYS)
+TREND_FORMATS = frozenset({OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.CSV})
 
 describe_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 compare_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+trend_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 _Config = Annotated[
     Path | None,
@@ -177,14 +183,18 @@ def compare_command(
         if run.output_format not in COMPARE_FORMATS:
             choices = ", ".join(sorted(f.value for f in COMPARE_FORMATS))
             raise UsageError(f"compare cannot write --format {run.output_format.value} (it writes {choices})")
+        from inspector.cache import prune, with_cache
         from inspector.compare import compare_files
         from inspector.render import chars
         from inspector.render import compare as render
         from inspector.science.eigen import make_backend
         from inspector.workers import resolve_jobs
 
-        backend = make_backend(run.options.device)
-        comparison = compare_files(paths[0], paths[1], run.options, backend, jobs=resolve_jobs(run.jobs))
+        backend = with_cache(make_backend(run.options.device), run.cache)
+        try:
+            comparison = compare_files(paths[0], paths[1], run.options, backend, jobs=resolve_jobs(run.jobs))
+        finally:
+            prune(backend)
         writers = {
             OutputFormat.TABLE: lambda: _rich_text(render.compare_view(comparison), run),
             OutputFormat.JSON: lambda: render.to_json(comparison, run.options, backend.name),
@@ -207,8 +217,86 @@ def compare_command(
     raise typer.Exit(code)
 
 
+@trend_app.command(name="trend", cls=_OneLineErrors, no_args_is_help=True, context_settings=CONTEXT)
+@setting_options(TREND_SETTINGS)
+def trend_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Checkpoints of one run, in training order (a quoted glob or a folder: natural order).",
+            metavar="CKPT...",
+            show_default=False,
+        ),
+    ],
+    *,
+    config: _Config = None,
+    debug: _Debug = False,
+    **flags: Any,
+) -> None:
+    """Follow the checkpoints of one training run: per layer, alpha, phase and MP soft rank against the
+    checkpoint order, as a table (80 columns), JSON or CSV, or a figure with `-o trend.png` (the plot
+    extra). The checkpoints share the workers as one fleet; `--cache` makes re-running on a growing series
+    cost a hash pass for the checkpoints seen before.
+
+    Exit codes: 0 followed, 2 usage error, 3 an unreadable checkpoint, 4 no layer measured.
+    """
+    with reported_errors(debug):
+        targets = expand(paths)
+        if len(targets.paths) < 2:
+            raise UsageError(f"trend follows two or more checkpoints; {len(targets.paths)} given")
+        run = resolve_settings(flags, config)
+        check_destinations(run, targets.paths)
+        figure = run.output is not None and run.output.suffix.lower() == ".png"
+        if figure and run.output_format is not OutputFormat.TABLE:
+            raise UsageError(
+                f"-o {run.output}: a .png is the figure; leave out --format {run.output_format.value}"
+            )
+        if not figure and run.output_format not in TREND_FORMATS:
+            choices = ", ".join(sorted(f.value for f in TREND_FORMATS))
+            raise UsageError(f"trend cannot write --format {run.output_format.value} (it writes {choices})")
+        if figure:
+            from inspector.render.plots import require_matplotlib
+
+            require_matplotlib()
+        from inspector.render import trend as render
+        from inspector.science.eigen import make_backend
+        from inspector.trend import trend_paths
+
+        backend = make_backend(run.options.device)
+        with contextlib.ExitStack() as stack:
+            runner = None
+            if run.scheduler is not None:
+                from inspector.cluster import connect
+
+                runner = connect(run.scheduler)
+                stack.callback(runner.close)
+            trend = trend_paths(
+                list(targets.paths), run.options, jobs=run.jobs, cache=run.cache, runner=runner
+            )
+        if figure:
+            assert run.output is not None
+            run.output.write_bytes(render.to_png(trend))
+        else:
+            writers = {
+                OutputFormat.TABLE: lambda: _rich_text(render.trend_view(trend), run),
+                OutputFormat.JSON: lambda: render.to_json(trend, run.options, backend.name),
+                OutputFormat.CSV: lambda: render.to_csv(trend),
+            }
+            _emit(writers[run.output_format](), run)
+        for report in trend.reports:
+            if report.error is not None:
+                _error_line(f"{report.path}: {report.error.message}")
+        if not trend.readable:
+            code = ExitCode.UNREADABLE
+        elif not trend.layers:
+            code = ExitCode.NOTHING_ANALYSED
+        else:
+            code = ExitCode.OK
+    raise typer.Exit(code)
+
+
 #: Verb name -> its typer app.
-VERBS: dict[str, typer.Typer] = {"describe": describe_app, "compare": compare_app}
+VERBS: dict[str, typer.Typer] = {"describe": describe_app, "compare": compare_app, "trend": trend_app}
 
 
 def verb_command(name: str) -> Any:

@@ -102,7 +102,21 @@ class RunSettings:
         short="-j",
         metavar="N",
         min=0,
-        help="Worker processes per file; 0: one per CPU. Results do not depend on it.",
+        help="Worker processes, shared by every file; 0: one per CPU. Results do not depend on it.",
+    )
+    cache: Path | None = setting(
+        None,
+        metavar="DIR",
+        unset="off",
+        help="Keep eigenvalues in DIR, keyed by each tensor's bytes and the backend: an unchanged layer "
+        "costs a hash pass, not an eigensolve. The report is the same.",
+    )
+    scheduler: str | None = setting(
+        None,
+        metavar="ADDRESS",
+        unset="none",
+        help="Run the layers on an existing Dask cluster (tcp://host:8786; pip install 'wwinspect[dask]'); "
+        "its workers must see the same paths.",
     )
     #: The pyproject.toml whose [tool.wwinspect] supplied settings (None: none did), named in the report.
     config: Path | None = None

@@ -120,7 +120,7 @@ def _mp_support(layer: LayerRecord) -> tuple[float, float] | None:
 # --- Figures --------------------------------------------------------------------------------------------
 
 
-def _plain(text: str) -> str:
+def plain_label(text: str) -> str:
     """A name from a model file as literal matplotlib text (no mathtext from `$`, no control characters)."""
     return safe_text(text, 120).replace("$", r"\$")
 
@@ -179,7 +179,7 @@ def layer_figure(layer: LayerRecord, sample: EsdSample, number: int | None = Non
     phase = layer.phase.value if layer.phase is not None else "no phase"
     band = layer.alpha_label.value if layer.alpha_label is not None else "no band"
     figure.suptitle(
-        f"{label}{_plain(view.layer_label(layer))}    alpha {alpha} (D {chars.number(metrics.D, 3)}),"
+        f"{label}{plain_label(view.layer_label(layer))}    alpha {alpha} (D {chars.number(metrics.D, 3)}),"
         f" {phase}, {band}",
         fontsize=10,
     )
@@ -263,7 +263,7 @@ def model_figure(report: ModelReport) -> Figure:
     if measured:
         axes.plot([points[id(row)][0] for row in measured], alphas, color="#999999", linewidth=0.6, zorder=2)
     missing = sum(1 for row in rows if row.layer.status is not Status.SKIPPED) - len(measured)
-    title = f"{_plain(report.path)}: alpha by layer"
+    title = f"{plain_label(report.path)}: alpha by layer"
     if missing:
         title += f" ({chars.plural(missing, 'layer')} without alpha not drawn)"
     axes.set_title(title, fontsize=10)

@@ -79,6 +79,8 @@ def _other_value(spec: SettingSpec) -> tuple[Any, list[str], Any]:
         return number, [spec.flag, str(number)], number
     if spec.kind is float:
         return 2.5, [spec.flag, "2.5"], 2.5
+    if spec.kind is str:
+        return "tcp://host:8786", [spec.flag, "tcp://host:8786"], "tcp://host:8786"
     assert spec.kind is Path
     return Path("out.txt"), [spec.flag, "out.txt"], "out.txt"
 
@@ -86,9 +88,9 @@ def _other_value(spec: SettingSpec) -> tuple[Any, list[str], Any]:
 def test_the_table_holds_every_setting_once() -> None:
     keys = [spec.key for spec in SETTINGS]
     # the 24 of issue 10, issue 9's --fit-cut, -o, issue 11's --plot, --html, --write-baseline, --strict,
-    # --baseline and --max-alpha-shift, and issue 12's --split-fused, --per-head and --base; the files a
-    # run writes are for the command line alone.
-    assert len(keys) == len(set(keys)) == 35
+    # --baseline and --max-alpha-shift, issue 12's --split-fused, --per-head and --base, and issue 14's
+    # --cache and --scheduler; the files a run writes are for the command line alone.
+    assert len(keys) == len(set(keys)) == 37
     assert {spec.key for spec in SETTINGS if not spec.meta.in_config} == {
         "output",
         "plot",
