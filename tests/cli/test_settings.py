@@ -86,9 +86,9 @@ def _other_value(spec: SettingSpec) -> tuple[Any, list[str], Any]:
 def test_the_table_holds_every_setting_once() -> None:
     keys = [spec.key for spec in SETTINGS]
     # the 24 of issue 10, issue 9's --fit-cut, -o, issue 11's --plot, --html, --write-baseline, --strict,
-    # --baseline and --max-alpha-shift, and issue 12's --split-fused, --per-head and --base; the files a
-    # run writes are for the command line alone.
-    assert len(keys) == len(set(keys)) == 35
+    # --baseline and --max-alpha-shift, issue 12's --split-fused, --per-head and --base, and issue 13's
+    # --strict-pickles; the files a run writes are for the command line alone.
+    assert len(keys) == len(set(keys)) == 36
     assert {spec.key for spec in SETTINGS if not spec.meta.in_config} == {
         "output",
         "plot",
