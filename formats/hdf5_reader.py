@@ -10,8 +10,9 @@ file at the offset the catalogue gives, after checking it lies inside the file (
 member); chunked, compressed or compact datasets are read by the worker. Either way one tensor is read
 per `read()`, into a fresh array.
 
-`.keras` archives are read in place, never extracted: every member name is checked (absolute paths and
-`..` raise `UnsafeFileError`, duplicates `CorruptFileError`), `config.json` is parsed as plain JSON for
+`.keras` archives are read in place, never extracted: every member name is checked by the rule all
+archives share (`formats._zip.check_member_name`: absolute paths, `..`, backslashes and NUL bytes raise
+`UnsafeFileError`; duplicates `CorruptFileError`), `config.json` is parsed as plain JSON for
 layer classes (never deserialised: Lambda layers and custom objects are reported in `metadata()` and
 never run), and the `model.weights.h5` member is opened through a window on the archive when stored,
 or through zipfile's reader when compressed.
@@ -47,7 +48,6 @@ from formats._lazy_reader import LazyReader
 from formats._zip import (
     ZIP_ERRORS,
     ZIP_MAGIC,
-    check_member_name,
     checked_members,
     open_archive,
     read_member,
@@ -371,10 +371,7 @@ def _replace_info(entry: _Entry, *, aliases: tuple[str, ...]) -> _Entry:
 def _open_keras(path: Path) -> HDF5Reader:
     file_size = file_size_of(path)
     with open_archive(path, what=".keras archive") as archive:
-        members = checked_members(archive, file_size, path)
-        for name in members:
-            # Keras extracts the archive to a folder when it loads it; a name that escapes is refused.
-            check_member_name(name, path)
+        members = checked_members(archive, file_size, path)  # names that escape are refused there
         if KERAS_WEIGHTS_MEMBER not in members:
             others = sorted(name for name in members if "weights" in name)
             raise UnsupportedFormatError(
