@@ -183,6 +183,7 @@ _DANGEROUS_MODULES: dict[str, Danger] = {
             "functools",
             "_functools",
             "copy",
+            "copyreg",  # except our two reconstructors: the rest calls constructors or edits the registry
             "weakref",
             "contextlib",
         ),
@@ -194,7 +195,6 @@ _DANGEROUS_MODULES: dict[str, Danger] = {
             "_pickle",
             "cPickle",
             "pickletools",
-            "copyreg",  # except our two reconstructors
             "marshal",
             "shelve",
             "dbm",
