@@ -112,7 +112,7 @@ def resolve_links(catalogue: Mapping[str, Any], folder: Path, path: Path) -> Lin
             resolve_confined(folder, file, what=f"HDF5 external link {quote_name(link_path)}", path=path)
             reason = f"an external link to {quote_name(file)}:{quote_name(target)}, not followed"
             unfollowed[link_path] = reason
-            notes.append(f"{link_path}: {reason} (that file can be analysed itself)")
+            notes.append(f"{quote_name(link_path)}: {reason} (that file can be analysed itself)")
         elif kind == "soft":
             reached = _reach(link_path, catalogue)
             if reached is None:
@@ -120,12 +120,12 @@ def resolve_links(catalogue: Mapping[str, Any], folder: Path, path: Path) -> Lin
                     f"a soft link to {quote_name(target)}, which reaches nothing in this file; not followed"
                 )
                 unfollowed[link_path] = reason
-                notes.append(f"{link_path}: {reason}")
+                notes.append(f"{quote_name(link_path)}: {reason}")
             elif reached in datasets:
                 links[link_path] = {"type": "hard", "target": reached}
             else:
                 notes.append(
-                    f"{link_path}: a soft link to the group {quote_name(reached)}, whose datasets are listed "
-                    "under that path"
+                    f"{quote_name(link_path)}: a soft link to the group {quote_name(reached)}, "
+                    "whose datasets are listed under that path"
                 )
     return Links(links, unfollowed, tuple(notes))

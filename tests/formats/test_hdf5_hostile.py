@@ -184,7 +184,7 @@ def test_external_links_inside_the_folder_are_listed_not_followed(tmp_path: Path
         listed = {ref.info.name: ref.info.skip_reason for ref in reader.tensors()}
         assert listed["own"] is None
         assert "external link to 'other.h5'" in str(listed["borrowed"])
-        assert any("/borrowed: an external link" in warning for warning in reader.warnings)
+        assert any("'/borrowed': an external link" in warning for warning in reader.warnings)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_an_external_link_inside_the_folder_is_listed_with_its_reason(tmp_path: 
     with h5py.File(path, "a") as handle:
         handle["borrowed"] = h5py.ExternalLink("other.h5", "/own")
     report = assert_cli_reads(path)
-    assert any("/borrowed: an external link" in warning for warning in report["reports"][0]["warnings"])
+    assert any("'/borrowed': an external link" in warning for warning in report["reports"][0]["warnings"])
     described = _described(path)
     assert described["own"]["analysed"] is True
     assert "not followed" in str(described["borrowed"]["reason"])
@@ -119,7 +119,7 @@ def test_a_soft_link_to_a_group_is_walked_once_and_named(tmp_path: Path) -> None
         handle["alias"] = h5py.SoftLink("/block")
     report = assert_cli_reads(path)
     assert set(_layers(report)) == {"own", "block/w"}
-    assert any("/alias: a soft link to the group '/block'" in w for w in report["reports"][0]["warnings"])
+    assert any("'/alias': a soft link to the group '/block'" in w for w in report["reports"][0]["warnings"])
 
 
 def test_a_dangling_soft_link_is_listed_with_its_reason(tmp_path: Path) -> None:
@@ -258,3 +258,17 @@ def test_a_shard_symlinked_out_of_the_folder_is_exit_3(tmp_path: Path, kind: str
     victim.rename(outside)
     os.symlink(outside, victim)
     assert_cli_refuses(tmp_path / "model", words=(f"'{victim.name}'", "a link to"))
+
+
+def test_a_link_name_with_escape_characters_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    path = _plain_h5(tmp_path / "escape.h5")
+    with h5py.File(path, "a") as handle:
+        handle["evil\x1b[31m"] = h5py.ExternalLink("/etc/passwd", "/w")
+        handle["soft\x1b[2J"] = h5py.SoftLink("/nowhere")
+    result = assert_cli_refuses(path, words=("external link '/evil\\x1b[31m'",))
+    assert "\x1b" not in result.stderr
+    with h5py.File(path, "a") as handle:
+        del handle["evil\x1b[31m"]
+    table = run_cli(path)
+    assert table.exit_code == 0, table.stderr
+    assert "\x1b" not in table.stdout and "soft\\x1b[2J" in table.stdout
