@@ -429,7 +429,8 @@ _KNOWN_SAFE: frozenset[str] = frozenset(
     }
 )
 # Modules whose classes (a plain name, never an attribute path) are allowed: torch's own layers, whose
-# unpickling restores their attribute dict (`Module.__setstate__`) and nothing else; numpy's dtype classes.
+# unpickling runs only torch's own `__setstate__` (restoring attributes, no files, processes or network);
+# numpy's dtype classes.
 _KNOWN_SAFE_CLASS_MODULES: tuple[str, ...] = ("torch.nn.modules", "numpy.dtypes")
 # TorchScript's name of a class compiled from the archive's `code/`: `__torch__.` and mangled components.
 _TORCHSCRIPT_PREFIX = "__torch__."
