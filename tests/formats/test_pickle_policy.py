@@ -58,3 +58,17 @@ def test_the_unpickler_builds_what_the_policy_decides() -> None:
 
 def test_the_helper_pickle_is_what_pickle_writes() -> None:
     assert pickle.loads(_global_pickle("builtins", "len")) is len  # noqa: S301 - our own bytes, naming len
+
+
+def test_unknown_globals_are_warned_about_and_refused_when_strict() -> None:
+    from formats import open_model
+    from tests.conftest import FIXTURES
+
+    scripted = FIXTURES / "torch" / "scripted.pt"
+    with open_model(scripted) as reader:
+        (warning,) = reader.warnings
+        assert "'__torch__.Scripted'" in warning  # a TorchScript class of the file's own code
+    with pytest.raises(UnsafeFileError, match=r"'__torch__\.Scripted' .*not on the allow-list"):
+        open_model(scripted, strict_pickles=True)
+    with open_model(FIXTURES / "torch" / "whole_module.pt", strict_pickles=True) as reader:
+        assert reader.warnings == ()  # torch's own layers are on the allow-list
