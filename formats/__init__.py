@@ -45,11 +45,13 @@ for _module in (
     declare(_module)
 
 
-def open_with_base(path: Path, base: Path) -> Reader:
+def open_with_base(path: Path, base: Path, *, strict_pickles: bool | None = None) -> Reader:
     """Open a LoRA/PEFT adapter with the base model it applies to (`formats._adapter_merge`)."""
     from formats._adapter_merge import open_merged
+    from formats._pickle_policy import strict_pickles as strictness
 
-    return open_merged(path, base)
+    with strictness(strict_pickles):
+        return open_merged(path, base)
 
 
 __all__ = [

@@ -239,8 +239,7 @@ def keras3_weights(
                 (
                     m
                     for m in groups.get(vars_path, {}).get("members", [])
-                    if m.isdigit()
-                    and (f"{vars_path}/{m}" in datasets or _is_hard_link(links, f"{vars_path}/{m}"))
+                    if m.isdigit() and (f"{vars_path}/{m}" in datasets or _is_link(links, f"{vars_path}/{m}"))
                 ),
                 key=int,
             )
@@ -295,9 +294,9 @@ def keras3_weights(
     return sorted(weights, key=lambda weight: weight.order)
 
 
-def _is_hard_link(links: Mapping[str, Any], path: str) -> bool:
-    link = links.get(path)
-    return isinstance(link, dict) and link.get("type") == "hard"
+def _is_link(links: Mapping[str, Any], path: str) -> bool:
+    """A link of any kind: a second name (hard), or one the reader lists with its reason (soft, external)."""
+    return isinstance(links.get(path), dict)
 
 
 def _variable_names(class_name: str | None, layer: LayerClass | None, count: int) -> tuple[str, ...]:
@@ -338,7 +337,7 @@ def keras2_weights(
             continue
         for weight_name in _strings(groups[group_path].get("attrs", {}).get("weight_names")):
             dataset = f"{group_path}/{weight_name}"
-            if dataset not in datasets and not _is_hard_link(catalogue.get("links", {}), dataset):
+            if dataset not in datasets and not _is_link(catalogue.get("links", {}), dataset):
                 notes.append(f"weight {weight_name!r} of layer {layer!r} is listed but missing")
                 continue
             name = weight_name[:-2] if weight_name.endswith(":0") else weight_name
@@ -375,12 +374,18 @@ def keras2_weights(
 
 
 def plain_weights(catalogue: Mapping[str, Any]) -> list[Weight]:
-    """Every dataset of a non-Keras HDF5 file, named by its path, in the file's order."""
+    """Every dataset of a non-Keras HDF5 file, named by its path, in the file's order; then the soft and
+    external links, which the reader lists with their reason when it does not follow them."""
+    links = catalogue.get("links", {})
+    paths = [
+        *catalogue.get("datasets", {}),
+        *(path for path, link in links.items() if isinstance(link, dict) and link.get("type") != "hard"),
+    ]
     return [
         Weight(
             name=path.lstrip("/"), dataset=path, variable=path.rsplit("/", 1)[-1], layer="", class_name=None
         )
-        for path in catalogue.get("datasets", {})
+        for path in paths
     ]
 
 

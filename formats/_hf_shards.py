@@ -183,7 +183,10 @@ def _assemble(
                     )
                 holder.setdefault(name, (shard_path, position))
             every.append((shard_path, position))
-    warnings = [warning for _label, contents in shards.values() for warning in contents.warnings]
+    # One line per distinct warning: every shard of a checkpoint names the same unknown classes.
+    warnings = list(
+        dict.fromkeys(warning for _label, contents in shards.values() for warning in contents.warnings)
+    )
     if index is None:
         order = every
     else:

@@ -3,7 +3,9 @@
 - Zip archives written by `torch.save` since 1.6 (`.pt`, `.pth`, `.bin`, `.ckpt`) and by `torch.jit.save`:
   `<prefix>/data.pkl` plus one record `<prefix>/data/<key>` per storage, `<prefix>/byteorder`, and for
   TorchScript `code/` and `constants.pkl`. Members are checked by `formats._zip`; a stored record is read
-  in place at the offset its local header gives, a compressed one through zipfile's reader.
+  in place at the offset its local header gives, a compressed one through zipfile's reader. The other
+  pickles `torch.jit.load` would unpickle (`constants.pkl`, the `.debug_pkl` source maps) go through the
+  same policy as data.pkl, though nothing of them is used.
 - Legacy files (torch.save before 1.6, or `_use_new_zipfile_serialization=False`): five pickles back to
   back (magic number, protocol, system info, the object, the storage keys) followed by the storages, each
   an int64 element count and its bytes.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from formats._binary import file_size_of, read_exact
+from formats._pickle_policy import unknown_warning
 from formats._torch_records import StorageRef
 from formats._unpickler import MAX_PICKLE_BYTES, load_pickle, read_next_pickle
 from formats._zip import checked_members, first_member_name, open_archive, read_member, stored_offset
@@ -42,6 +45,8 @@ _TORCH_MEMBER = re.compile(
     rb"\.storage_alignment|extra/)"
 )
 _DATA_PICKLE = re.compile(r"[^/]+/data\.pkl")
+# The other pickles of an archive that torch.jit.load unpickles.
+_OTHER_PICKLES = (".pkl", ".debug_pkl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class Archive:
         records: where the bytes of each storage the file holds are, by key.
         prefix: the zip archive's folder name ("archive"); "" for legacy files.
         torchscript: written by `torch.jit.save`.
+        warnings: one line per pickle naming globals outside the allow-list (`formats._pickle_policy`).
     """
 
     root: object
@@ -78,6 +84,7 @@ class Archive:
     records: dict[str, Record]
     prefix: str
     torchscript: bool
+    warnings: tuple[str, ...] = ()
 
     @property
     def container(self) -> str:
@@ -125,6 +132,12 @@ def open_zip_archive(path: Path) -> Archive:
                 raise UnsupportedFormatError(f"a {order[:8]!r}-endian checkpoint is not supported", path=path)
         data = read_member(archive, members[pickles[0]], MAX_PICKLE_BYTES, path)
         root, unpickler = load_pickle(data, what=pickles[0], path=path)
+        warnings = _unknown_warnings(pickles[0], unpickler.unknown_globals)
+        for name, info in members.items():
+            if name != pickles[0] and name.startswith(f"{prefix}/") and name.endswith(_OTHER_PICKLES):
+                other_data = read_member(archive, info, MAX_PICKLE_BYTES, path)
+                _, other = load_pickle(other_data, what=name, path=path)
+                warnings += _unknown_warnings(name, other.unknown_globals)
         records: dict[str, Record] = {}
         with path.open("rb") as handle:
             for key in unpickler.storages:
@@ -140,7 +153,11 @@ def open_zip_archive(path: Path) -> Archive:
         torchscript = f"{prefix}/constants.pkl" in members or any(
             name.startswith(f"{prefix}/code/") for name in members
         )
-    return Archive(root, unpickler.storages, records, prefix, torchscript)
+    return Archive(root, unpickler.storages, records, prefix, torchscript, warnings)
+
+
+def _unknown_warnings(what: str, names: list[str]) -> tuple[str, ...]:
+    return (unknown_warning(names, what),) if names else ()
 
 
 def open_legacy_archive(path: Path) -> Archive:
@@ -204,4 +221,5 @@ def open_legacy_archive(path: Path) -> Archive:
                 )
             records[key] = Record(f"legacy storage {key!r}", nbytes, offset + 8)
             offset += 8 + nbytes
-    return Archive(root, unpickler.storages, records, "", False)
+    warnings = _unknown_warnings("the checkpoint pickle", unpickler.unknown_globals)
+    return Archive(root, unpickler.storages, records, "", False, warnings)

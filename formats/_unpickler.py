@@ -3,11 +3,13 @@
 `torch.save` writes a pickle whose tensors are calls to rebuild functions (`torch._utils._rebuild_tensor_v2`
 and friends) over storages referenced by persistent ids. `load_pickle` rebuilds that graph with
 `SafeUnpickler`, a `pickle.Unpickler` whose `find_class` never imports. What each global becomes is
-decided by `formats._pickle_policy`: our own stand-ins (`formats._torch_stand_ins`: a rebuilt tensor is a
-`TensorHandle` that records storage, offset, size and stride; inert builtins and containers), an inert
-`Placeholder` that only records what the pickle tells it, or a refusal (`UnsafeFileError`) for globals
-that would run code if the file were loaded the usual way. Nothing named in the file is ever imported,
-called or looked up as an attribute.
+decided by `formats._pickle_policy`, in three tiers: allowed globals are our own stand-ins
+(`formats._torch_stand_ins`: a rebuilt tensor is a `TensorHandle` that records storage, offset, size and
+stride; inert builtins and containers) or inert `Placeholder`s of known-safe value types; dangerous ones
+(that would run code, touch files or the network if the file were loaded the usual way) are a refusal
+(`UnsafeFileError`); unknown ones become placeholders too, listed in `unknown_globals` for the report's
+warnings, or a refusal under `--strict-pickles`. Nothing named in the file is ever imported, called or
+looked up as an attribute.
 
 Before the unpickler sees the bytes, `prescan` walks the opcode stream with `pickletools.genops` (a parser
 that executes nothing) to bound the opcode count and memo indices and to refuse opcodes we have no use for;
@@ -29,7 +31,15 @@ from typing import BinaryIO
 
 from formats._binary import MAX_ELEMENTS, read_exact
 from formats._messages import describe_exception
-from formats._pickle_policy import Verdict, decide, normalise, refusal
+from formats._pickle_policy import (
+    Tier,
+    dangerous_refusal,
+    decide,
+    normalise,
+    refusal,
+    strict_refusal,
+    unknown_is_refused,
+)
 from formats._torch_records import StorageRef, StorageType, placeholder_class
 from formats._torch_stand_ins import stand_in
 from formats.errors import CorruptFileError, UnsafeFileError, WWInspectError
@@ -78,6 +88,9 @@ class SafeUnpickler(pickle.Unpickler):
         self._path = path
         self._legacy = legacy
         self._globals_seen: set[str] = set()
+        self._strict = unknown_is_refused()
+        #: Globals outside the allow-list that became placeholders, in first-seen order.
+        self.unknown_globals: list[str] = []
         #: Every storage the pickle referenced, by key, in first-reference order.
         self.storages: dict[str, StorageRef] = {}
         #: Classes named by legacy 'module' persistent ids (whole-module pickles).
@@ -93,16 +106,18 @@ class SafeUnpickler(pickle.Unpickler):
         module, name = normalise(module, name)
         full = f"{module}.{name}"
         decision = decide(module, name)
-        if decision.verdict is Verdict.REFUSED:
-            raise UnsafeFileError(
-                f"refused pickle global {full!r} in {self._what}: {decision.reason}", path=self._path
-            )
+        if decision.tier is Tier.DANGEROUS:
+            raise UnsafeFileError(dangerous_refusal(full, self._what, decision), path=self._path)
+        if decision.tier is Tier.UNKNOWN:
+            if self._strict:
+                raise UnsafeFileError(strict_refusal(full, self._what), path=self._path)
+            if full not in self._globals_seen:
+                self.unknown_globals.append(full)
         self._globals_seen.add(full)
         if len(self._globals_seen) > MAX_GLOBALS:
             raise CorruptFileError(f"{self._what} names more than {MAX_GLOBALS} globals", path=self._path)
-        if decision.verdict is Verdict.STAND_IN:
-            return stand_in(module, name)
-        return placeholder_class(full)
+        ours = stand_in(module, name)
+        return ours if ours is not None else placeholder_class(full)
 
     def persistent_load(self, pid: object) -> object:
         if not isinstance(pid, tuple) or not pid:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from formats._binary import read_exact
+from formats._messages import quote_name
 from formats._paths import is_absolute_name
 from formats.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
 
@@ -53,15 +54,17 @@ def open_archive(path: Path, *, what: str = "zip archive") -> zipfile.ZipFile:
 def checked_members(archive: zipfile.ZipFile, file_size: int, path: Path) -> dict[str, zipfile.ZipInfo]:
     """The archive's members by name, after refusing what no honest archive holds.
 
-    Refused: more than `MAX_ZIP_MEMBERS` members, two members with one name (different tools would read
-    different ones), encrypted members, stored members whose two sizes differ, declared compression
-    ratios no compressor reaches (a zip bomb), and members that run past the end of the file.
+    Refused: more than `MAX_ZIP_MEMBERS` members, names that escape the archive's folder
+    (`check_member_name`), two members with one name (different tools would read different ones),
+    encrypted members, stored members whose two sizes differ, declared compression ratios no compressor
+    reaches (a zip bomb), and members that run past the end of the file.
     """
     infos = archive.infolist()
     if len(infos) > MAX_ZIP_MEMBERS:
         raise CorruptFileError(f"the zip lists {len(infos)} members, more than {MAX_ZIP_MEMBERS}", path=path)
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
+        check_member_name(info.orig_filename, path)  # as stored: zipfile cuts `filename` at a NUL
         if info.filename in members:
             raise CorruptFileError(f"the archive holds two members named {info.filename!r}", path=path)
         _check_sizes(info, file_size, path)
@@ -95,15 +98,25 @@ def _check_sizes(info: zipfile.ZipInfo, file_size: int, path: Path) -> None:
 
 
 def check_member_name(name: str, path: Path) -> None:
-    """Refuse a member name that would land outside a folder the archive is extracted to.
+    """Refuse a member name that would land outside a folder the archive is extracted to: the one rule
+    for member names of every archive a reader opens (`.pt`, `.keras`), applied by `checked_members`.
 
-    Absolute names, drive letters, any `..` component and NUL bytes are refused (the "zip slip" names).
-    Readers that never extract still refuse them where their format's own loader would extract.
+    Refused, as exit 3: absolute names and drive letters (`/x`, `\\x`, `C:x`), any `..` component, NUL
+    bytes (the "zip slip" names), and backslashes, which APPNOTE.TXT 4.4.17 forbids (all separators are
+    `/`) and which Windows tools read as separators (`..\\x`). No reader extracts, but the file's own
+    loader may (Keras extracts `.keras` archives), and no honest writer makes such a name.
     """
-    if is_absolute_name(name) or ".." in name.replace("\\", "/").split("/") or "\x00" in name:
-        raise UnsafeFileError(
-            f"the archive holds a member named {name!r}, which escapes its folder", path=path
-        )
+    if "\x00" in name:
+        problem = "holds a NUL byte"
+    elif "\\" in name:
+        problem = "uses a backslash, which zip names never hold (their separator is '/')"
+    elif is_absolute_name(name):
+        problem = "is an absolute path"
+    elif ".." in name.split("/"):
+        problem = "climbs out of the archive's folder with '..'"
+    else:
+        return
+    raise UnsafeFileError(f"the archive holds a member named {quote_name(name)}, which {problem}", path=path)
 
 
 def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:

@@ -10,8 +10,9 @@ file at the offset the catalogue gives, after checking it lies inside the file (
 member); chunked, compressed or compact datasets are read by the worker. Either way one tensor is read
 per `read()`, into a fresh array.
 
-`.keras` archives are read in place, never extracted: every member name is checked (absolute paths and
-`..` raise `UnsafeFileError`, duplicates `CorruptFileError`), `config.json` is parsed as plain JSON for
+`.keras` archives are read in place, never extracted: every member name is checked by the rule all
+archives share (`formats._zip.check_member_name`: absolute paths, `..`, backslashes and NUL bytes raise
+`UnsafeFileError`; duplicates `CorruptFileError`), `config.json` is parsed as plain JSON for
 layer classes (never deserialised: Lambda layers and custom objects are reported in `metadata()` and
 never run), and the `model.weights.h5` member is opened through a window on the archive when stored,
 or through zipfile's reader when compressed.
@@ -41,12 +42,12 @@ from formats._hdf5_keras import (
     keras3_weights,
     plain_weights,
 )
+from formats._hdf5_links import resolve_links
 from formats._keras_config import config_order, layer_classes, model_name, parse_config, unsafe_objects
 from formats._lazy_reader import LazyReader
 from formats._zip import (
     ZIP_ERRORS,
     ZIP_MAGIC,
-    check_member_name,
     checked_members,
     open_archive,
     read_member,
@@ -149,6 +150,12 @@ class HDF5Reader(LazyReader[_Entry]):
                 config = None
         classes = layer_classes(config) if config is not None else {}
         notes = [str(note) for note in catalogue.get("notes", [])]
+        # The one link rule (formats._hdf5_links): external links out of the folder are refused here,
+        # soft links to datasets become second names, the rest are listed with a reason.
+        links = resolve_links(catalogue, path.parent, path)
+        catalogue = {**catalogue, "links": links.links}
+        self._unfollowed = links.unfollowed
+        notes.extend(links.notes)
         if layout is KerasLayout.KERAS3:
             weights = keras3_weights(catalogue, classes, config_order(config) if config is not None else {})
         elif layout in (KerasLayout.KERAS2_MODEL, KerasLayout.KERAS2_WEIGHTS):
@@ -157,15 +164,12 @@ class HDF5Reader(LazyReader[_Entry]):
             notes.extend(more)
         else:
             weights = plain_weights(catalogue)
-        for link_path, link in catalogue.get("links", {}).items():
-            if isinstance(link, dict) and link.get("type") == "external":
-                notes.append(
-                    f"external link {link_path} -> {link.get('file')}:{link.get('target')} was not followed"
-                )
         self.warnings = tuple(notes)
         self._metadata = self._describe_model(layout, root_attrs, config, extra_metadata)
         self._entries = self._plan(weights, catalogue)
-        if self._client is not None and all(entry.offset is not None for entry in self._entries):
+        if self._client is not None and all(
+            entry.offset is not None or entry.info.skip_reason is not None for entry in self._entries
+        ):
             # Everything can be read directly: no reason to keep libhdf5 running.
             self._client.close()
             self._client = None
@@ -218,6 +222,9 @@ class HDF5Reader(LazyReader[_Entry]):
                 dataset_path = str(link.get("target"))
             dataset = datasets.get(dataset_path)
             if dataset is None:
+                reason = self._unfollowed.get(dataset_path)
+                if reason is not None:
+                    entries.append(self._unfollowed_entry(weight, dataset_path, reason))
                 continue
             if dataset_path in by_dataset:
                 # The same dataset under two names (shared weights): analysed once, the other name listed.
@@ -229,6 +236,20 @@ class HDF5Reader(LazyReader[_Entry]):
             by_dataset[dataset_path] = len(entries)
             entries.append(self._entry(weight, dataset_path, dataset))
         return entries
+
+    def _unfollowed_entry(self, weight: Weight, link_path: str, reason: str) -> _Entry:
+        """A weight that is a link not followed: listed, with the reason, never read."""
+        info = TensorInfo(
+            name=weight.name,
+            shape=(),
+            dtype=DType.OTHER,
+            nbytes=0,
+            origin=self._origin(link_path, None),
+            hint=describe(weight, ())[0],
+            stored_name=weight.stored_name or (link_path if weight.name != link_path.lstrip("/") else None),
+            skip_reason=reason,
+        )
+        return _Entry(info, link_path, "", (), None, 0)
 
     def _entry(self, weight: Weight, dataset_path: str, dataset: Mapping[str, Any]) -> _Entry:
         what = f"dataset {dataset_path!r}"
@@ -350,10 +371,7 @@ def _replace_info(entry: _Entry, *, aliases: tuple[str, ...]) -> _Entry:
 def _open_keras(path: Path) -> HDF5Reader:
     file_size = file_size_of(path)
     with open_archive(path, what=".keras archive") as archive:
-        members = checked_members(archive, file_size, path)
-        for name in members:
-            # Keras extracts the archive to a folder when it loads it; a name that escapes is refused.
-            check_member_name(name, path)
+        members = checked_members(archive, file_size, path)  # names that escape are refused there
         if KERAS_WEIGHTS_MEMBER not in members:
             others = sorted(name for name in members if "weights" in name)
             raise UnsupportedFormatError(
@@ -413,7 +431,8 @@ def open_hdf5(path: Path) -> HDF5Reader:
 
     Raises:
         CorruptFileError: not HDF5, inconsistent byte ranges, or libhdf5 crashed or hung on the file.
-        UnsafeFileError: external links' data, virtual or external-storage datasets, zip traversal names.
+        UnsafeFileError: external links out of the model's folder, virtual or external-storage datasets,
+            zip member names that escape (`formats._zip`).
         UnsupportedFormatError: a `.keras` archive without `model.weights.h5`.
         MissingDependencyError: h5py is not installed.
     """

@@ -109,6 +109,14 @@ def _tried() -> str:
     return ", ".join(spec.name for spec in registered_formats())
 
 
-def open_model(path: Path) -> Reader:
-    """Detect the format of `path` and open it."""
-    return detect(path).opener(path)
+def open_model(path: Path, *, strict_pickles: bool | None = None) -> Reader:
+    """Detect the format of `path` and open it.
+
+    `strict_pickles` refuses pickles that name globals outside the allow-list, not only dangerous ones
+    (`formats._pickle_policy`); it holds for every file the open reads (shards, archives); None keeps the
+    choice of an open this one is part of.
+    """
+    from formats._pickle_policy import strict_pickles as strictness
+
+    with strictness(strict_pickles):
+        return detect(path).opener(path)

@@ -208,7 +208,9 @@ class TorchReader(LazyReader[_Entry]):
     format_name = "pytorch"
 
     def __init__(self, path: Path, archive: Archive) -> None:
-        super().__init__(path, _build_entries(archive, path), _scalar_metadata(archive.root, archive))
+        super().__init__(
+            path, _build_entries(archive, path), _scalar_metadata(archive.root, archive), archive.warnings
+        )
         self._archive = archive
 
     @property

@@ -31,7 +31,16 @@ from inspector.settings import SettingSpec
 from inspector.targets import expand
 
 #: The settings `describe` takes: how tensors are selected and planned (no spectra, no gate).
-DESCRIBE_KEYS = ("format", "output", "layer", "exclude", "min-evals", "max-evals", "per-slice")
+DESCRIBE_KEYS = (
+    "format",
+    "output",
+    "layer",
+    "exclude",
+    "min-evals",
+    "max-evals",
+    "strict-pickles",
+    "per-slice",
+)
 #: The settings `compare` takes: selection, the analysis settings that change numbers, output, jobs.
 COMPARE_KEYS = (
     *DESCRIBE_KEYS[:-1],

@@ -125,7 +125,11 @@ def _updates(
 ) -> dict[str, tuple[LayerRecord | None, float | None]]:
     """The update of each record's tensor, read from both files one tensor at a time."""
     found: dict[str, tuple[LayerRecord | None, float | None]] = {}
-    with open_model(path_a) as reader_a, open_model(path_b) as reader_b:
+    strict = options.strict_pickles
+    with (
+        open_model(path_a, strict_pickles=strict) as reader_a,
+        open_model(path_b, strict_pickles=strict) as reader_b,
+    ):
         refs_a = {ref.info.name: ref for ref in reader_a.tensors()}
         refs_b = {ref.info.name: ref for ref in reader_b.tensors()}
         for record in records:

@@ -75,7 +75,7 @@ class Description:
 def describe_file(path: Path, options: AnalysisOptions) -> Description:
     """List and plan one path; a file that cannot be read gets its error instead."""
     try:
-        with open_model(path) as reader:
+        with open_model(path, strict_pickles=options.strict_pickles) as reader:
             entries = []
             for index, ref in enumerate(reader.tensors()):
                 info = ref.info

@@ -109,6 +109,9 @@ class AnalysisOptions:
         split_fused: analyse fused projections (QKV, gate/up) as their logical parts (inspector.fused).
         per_head: analyse attention projections one head at a time.
         base: the base model a LoRA/PEFT adapter applies to: analyse the merged weights against it.
+        strict_pickles: refuse PyTorch pickles that name a global outside the allow-list (a user's class,
+            say), not only the dangerous ones (`formats._pickle_policy`). Changes what is read, never a
+            number of what is.
         reason_words: whether skip reasons name settings as flags (`--min-evals 10`) or as Python
             (`min_evals=10`); the API sets PYTHON. Changes words, never a number.
     """
@@ -188,5 +191,10 @@ class AnalysisOptions:
         metavar="PATH",
         unset="none",
         help="With a LoRA/PEFT adapter: the base model; analyse the merged weights and compare with it.",
+    )
+    strict_pickles: bool = setting(
+        False,
+        off_flag="--no-strict-pickles",
+        help="Refuse (exit 3) pickles naming any global outside the allow-list, not only dangerous ones.",
     )
     reason_words: ReasonWords = ReasonWords.FLAGS

@@ -272,7 +272,10 @@ def _measured_plan(
 
 def open_for_analysis(path: Path, options: AnalysisOptions) -> Reader:
     """The file's reader; with `--base`, the adapter together with its base model."""
-    return open_model(path) if options.base is None else open_with_base(path, options.base)
+    strict = options.strict_pickles
+    if options.base is None:
+        return open_model(path, strict_pickles=strict)
+    return open_with_base(path, options.base, strict_pickles=strict)
 
 
 def _work(plan: LayerPlan) -> float:

@@ -88,9 +88,10 @@ def _other_value(spec: SettingSpec) -> tuple[Any, list[str], Any]:
 def test_the_table_holds_every_setting_once() -> None:
     keys = [spec.key for spec in SETTINGS]
     # the 24 of issue 10, issue 9's --fit-cut, -o, issue 11's --plot, --html, --write-baseline, --strict,
-    # --baseline and --max-alpha-shift, issue 12's --split-fused, --per-head and --base, and issue 14's
-    # --cache and --scheduler; the files a run writes are for the command line alone.
-    assert len(keys) == len(set(keys)) == 37
+    # --baseline and --max-alpha-shift, issue 12's --split-fused, --per-head and --base, issue 13's
+    # --strict-pickles, and issue 14's --cache and --scheduler; the files a run writes are for the command
+    # line alone.
+    assert len(keys) == len(set(keys)) == 38
     assert {spec.key for spec in SETTINGS if not spec.meta.in_config} == {
         "output",
         "plot",

@@ -79,3 +79,16 @@ def test_two_members_with_one_name_are_refused(archive: tuple[Path, str], tmp_pa
         for name, data in [*members, (member, dict(members)[member])]:
             copy.writestr(name, data)
     assert_refused(open_model, path, CorruptFileError, "two members named")
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/abs.txt", "a\\b.txt"])
+def test_a_member_name_that_escapes_is_refused_in_every_archive(
+    archive: tuple[Path, str], tmp_path: Path, name: str
+) -> None:
+    source, _member = archive
+    path = tmp_path / source.name
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w") as copy:
+        for info in original.infolist():
+            copy.writestr(info, original.read(info))
+        copy.writestr(zipfile.ZipInfo(name), b"x")
+    assert_refused(open_model, path, UnsafeFileError, "the archive holds a member named")
