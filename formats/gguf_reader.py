@@ -334,9 +334,7 @@ def _parse(path: Path, buffer: npt.NDArray[np.uint8]) -> tuple[int, dict[str, ob
                 f"tensor {name!r} declares {dims} elements, more than {MAX_ELEMENTS}", path=path
             )
         type_id = cursor.u32(f"the type of {name!r}")
-        ggml = GGML_TYPES.get(type_id)
-        if ggml is None:
-            raise CorruptFileError(f"tensor {name!r} has an unknown GGML type id {type_id}", path=path)
+        ggml = GGML_TYPES.get(type_id) or _undefined_type(type_id)
         if dims[0] % ggml.block_size:
             raise CorruptFileError(
                 f"tensor {name!r} has rows of {dims[0]} elements, not whole {ggml.name} blocks of "
@@ -369,6 +367,26 @@ def _parse(path: Path, buffer: npt.NDArray[np.uint8]) -> tuple[int, dict[str, ob
     return version, metadata, tensors
 
 
+#: Type ids ggml once defined and has since removed (ggml.h keeps their numbers reserved).
+_REMOVED_TYPES = {4: "Q4_2", 5: "Q4_3", 31: "Q4_0_4_4", 32: "Q4_0_4_8", 33: "Q4_0_8_8"}
+_REMOVED_TYPES |= {36: "IQ4_NL_4_4", 37: "IQ4_NL_4_8", 38: "IQ4_NL_8_8"}
+
+
+def _undefined_type(type_id: int) -> GGMLType:
+    """A stand-in for a type id this reader has no size for: its tensor is listed with a reason and never
+    read, and its bytes (of unknown length) are not range-checked; the rest of the file still is."""
+    name = _REMOVED_TYPES.get(type_id, f"type {type_id}")
+    return GGMLType(name, type_id, 1, 0)
+
+
+def _undefined_reason(ggml: GGMLType) -> str | None:
+    if ggml.type_size:
+        return None
+    if ggml.type_id in _REMOVED_TYPES:
+        return f"GGML type {ggml.name} ({ggml.type_id}) was removed from ggml; its layout is not read"
+    return f"GGML type id {ggml.type_id} is not one ggml defines; the tensor is not read"
+
+
 def _stringify(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_stringify(item) for item in value) + "]"
@@ -392,6 +410,7 @@ def _info(path: Path, tensor: _Tensor) -> TensorInfo:
         origin=describe_offset(path.name, tensor.offset),
         encoding=ggml.name,
         hint=_hint(tensor.name, len(tensor.shape)),
+        skip_reason=_undefined_reason(ggml),
     )
 
 
