@@ -6,11 +6,13 @@ dimension count, u64 dimensions with the fastest-varying first, u32 GGML type, u
 data section); then the data section, starting at the next multiple of `general.alignment` (default 32).
 
 Everything in the header is validated before a tensor is listed: counts and lengths against the bytes
-left, the alignment (a power of two), dimensions (at most 4, the element count capped), type ids, first
-dimensions that are whole blocks, offsets aligned and inside the file, no overlapping tensors, no
-duplicate names or keys. GGUF lists dimensions fastest-varying first; `TensorInfo.shape` reverses them to
-numpy's order, so a (n_embd -> n_ff) projection stored as [n_embd, n_ff] reads as (n_ff, n_embd), i.e.
-(out, in). `read()` widens F16/BF16 to float32 and dequantises block types (`formats._gguf_quants`) one
+left, the alignment (a power of two), dimensions (at most 4, the element count capped), first dimensions
+that are whole blocks, offsets aligned and inside the file, no overlapping tensors, no duplicate names or
+keys. A type id without a known size (never defined, or removed from ggml) skips that tensor with a
+reason; the rest of the file is still read. GGUF lists dimensions fastest-varying first;
+`TensorInfo.shape` reverses them to numpy's order, so a (n_embd -> n_ff) projection stored as [n_embd,
+n_ff] reads as (n_ff, n_embd), i.e. (out, in). `read()` widens F16/BF16 to float32 and dequantises block
+types (`formats._gguf_quants`) one
 group of rows at a time, so no intermediate larger than a row group is ever built.
 
 Roles and kinds come from llama.cpp's tensor names: `token_embd` is the embedding, `output` the output
