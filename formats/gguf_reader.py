@@ -12,8 +12,8 @@ keys. A type id without a known size (never defined, or removed from ggml) skips
 reason; the rest of the file is still read. GGUF lists dimensions fastest-varying first;
 `TensorInfo.shape` reverses them to numpy's order, so a (n_embd -> n_ff) projection stored as [n_embd,
 n_ff] reads as (n_ff, n_embd), i.e. (out, in). `read()` widens F16/BF16 to float32 and dequantises block
-types (`formats._gguf_quants`) one
-group of rows at a time, so no intermediate larger than a row group is ever built.
+types (`formats._gguf_quants`) one group
+of rows at a time, so no intermediate larger than a row group is ever built.
 
 Roles and kinds come from llama.cpp's tensor names: `token_embd` is the embedding, `output` the output
 projection, `blk.N.attn_*` attention, `blk.N.ffn_*` MLP, and `ffn_*_exps` the stacked experts of a
