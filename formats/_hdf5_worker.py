@@ -314,8 +314,15 @@ def serve() -> None:
                     raise OverflowError(
                         f"dataset needs {nbytes} bytes, more than the limit {request['max_bytes']}"
                     )
-                with _memory_bound(nbytes):
-                    values = np.ascontiguousarray(dataset[()])
+                try:
+                    with _memory_bound(nbytes):
+                        values = np.ascontiguousarray(dataset[()])
+                except (OSError, MemoryError) as exc:
+                    # Said once here, because libhdf5 only reports that "the filter returned failure".
+                    raise OSError(
+                        f"{exc}; the read was held to {nbytes} bytes plus {READ_HEADROOM_BYTES >> 20} MiB, "
+                        "and a chunk that inflates past its size (a decompression bomb) fails this way"
+                    ) from None
                 channel.send(
                     {"ok": True, "dtype": values.dtype.str, "shape": list(values.shape)},
                     values.data.cast("B") if values.nbytes else b"",
