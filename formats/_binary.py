@@ -26,6 +26,9 @@ _STORAGE: dict[DType, str] = {
     DType.BF16: "<u2",
     DType.F8_E4M3: "u1",
     DType.F8_E5M2: "u1",
+    DType.F8_E4M3_FNUZ: "u1",
+    DType.F8_E5M2_FNUZ: "u1",
+    DType.F8_E8M0: "u1",
     DType.I64: "<i8",
     DType.I32: "<i4",
     DType.I16: "<i2",
@@ -36,6 +39,19 @@ _STORAGE: dict[DType, str] = {
     DType.U8: "u1",
     DType.BOOL: "u1",
 }
+#: The ml_dtypes type that gives each 8-bit float its values.
+_FP8: dict[DType, str] = {
+    DType.F8_E4M3: "float8_e4m3fn",
+    DType.F8_E5M2: "float8_e5m2",
+    DType.F8_E4M3_FNUZ: "float8_e4m3fnuz",
+    DType.F8_E5M2_FNUZ: "float8_e5m2fnuz",
+    DType.F8_E8M0: "float8_e8m0fnu",
+}
+#: The 16 values of an FP4 E2M1 nibble (OCP Microscaling spec 5.3.3): sign, 2 exponent bits, 1 mantissa.
+FP4_E2M1_VALUES = np.array(
+    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
+    dtype=np.float32,
+)
 #: Bytes per element for the fixed-width dtypes.
 ITEMSIZE: dict[DType, int] = {dtype: np.dtype(code).itemsize for dtype, code in _STORAGE.items()}
 
@@ -79,13 +95,35 @@ def widen(raw: npt.NDArray[Any], dtype: DType) -> npt.NDArray[np.floating]:
         # bfloat16 is the top half of a float32: shift the 16 stored bits into the high half.
         bits = raw.view("<u2").astype(np.uint32) << 16
         return bits.view(np.float32)
-    if dtype in (DType.F8_E4M3, DType.F8_E5M2):
+    if dtype in _FP8:
         import ml_dtypes
 
-        fp8 = ml_dtypes.float8_e4m3fn if dtype is DType.F8_E4M3 else ml_dtypes.float8_e5m2
+        fp8 = getattr(ml_dtypes, _FP8[dtype])
         widened: npt.NDArray[np.float32] = raw.view("u1").view(fp8).astype(np.float32)
         return widened
     raise TensorError(not_floating_point(dtype.value))
+
+
+def unpack_nibbles(
+    packed: npt.NDArray[np.uint8], count: int, *, high_first: bool = False
+) -> npt.NDArray[np.uint8]:
+    """Split bytes holding two 4-bit codes each into one code per byte, `count` of them.
+
+    ONNX (INT4, UINT4, FLOAT4E2M1) puts the first element in the low nibble; `high_first` is the other
+    order, for formats that define it so.
+    """
+    flat = packed.reshape(-1)
+    out = np.empty(flat.size * 2, dtype=np.uint8)
+    first, second = (flat >> 4, flat & 0x0F) if high_first else (flat & 0x0F, flat >> 4)
+    out[0::2] = first
+    out[1::2] = second
+    return out[:count]
+
+
+def widen_fp4_e2m1(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """FP4 E2M1 codes (one per byte, 0..15) as float32 values."""
+    widened: npt.NDArray[np.float32] = FP4_E2M1_VALUES[codes & 0x0F]
+    return widened
 
 
 def as_floats(values: npt.NDArray[Any], *, what: str) -> npt.NDArray[np.floating]:

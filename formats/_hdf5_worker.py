@@ -235,6 +235,54 @@ def _open(request: dict[str, Any]) -> tuple[Any, list[Any]]:
     return h5py.File(fileobj, "r"), keep
 
 
+#: Address space a read may add on top of the dataset's own bytes (numpy, libhdf5's chunk cache, one
+#: chunk being inflated). A filter that inflates one chunk far past its size fails to allocate instead.
+READ_HEADROOM_BYTES = 96 << 20
+
+
+def _address_space() -> int | None:
+    """Bytes of address space this process maps now (Linux /proc); None where that cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            pages = int(handle.read().split()[0])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def _memory_bound(nbytes: int) -> Any:
+    """Cap this process's address space for one read: what it maps now, twice the dataset, a headroom.
+
+    libhdf5's deflate filter grows its output buffer until a chunk's stream ends, so one chunk that stores
+    a megabyte can inflate to gigabytes whatever the chunk's declared size (a decompression bomb the
+    parent cannot see in the sizes it is sent). With the soft limit set, the allocation fails, libhdf5
+    reports an error and the parent gets one line; the limit is lifted again after the read.
+    """
+    try:
+        import resource
+    except ImportError:
+        yield
+        return
+    current = _address_space()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if current is None:
+        yield
+        return
+    bound = current + 2 * nbytes + READ_HEADROOM_BYTES
+    if hard != resource.RLIM_INFINITY:
+        bound = min(bound, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (bound, hard))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def serve() -> None:
     """Answer requests until `close` or end of input."""
     try:
@@ -266,7 +314,15 @@ def serve() -> None:
                     raise OverflowError(
                         f"dataset needs {nbytes} bytes, more than the limit {request['max_bytes']}"
                     )
-                values = np.ascontiguousarray(dataset[()])
+                try:
+                    with _memory_bound(nbytes):
+                        values = np.ascontiguousarray(dataset[()])
+                except (OSError, MemoryError) as exc:
+                    # Said once here, because libhdf5 only reports that "the filter returned failure".
+                    raise OSError(
+                        f"{exc}; the read was held to {nbytes} bytes plus {READ_HEADROOM_BYTES >> 20} MiB, "
+                        "and a chunk that inflates past its size (a decompression bomb) fails this way"
+                    ) from None
                 channel.send(
                     {"ok": True, "dtype": values.dtype.str, "shape": list(values.shape)},
                     values.data.cast("B") if values.nbytes else b"",
@@ -283,6 +339,7 @@ def serve() -> None:
             TypeError,
             OverflowError,
             RuntimeError,
+            MemoryError,
             zipfile.BadZipFile,
         ) as exc:
             channel.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})

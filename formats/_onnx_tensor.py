@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from formats._binary import element_count
+from formats._binary import element_count, unpack_nibbles, widen, widen_fp4_e2m1
 from formats._paths import resolve_confined
 from formats.errors import CorruptFileError, TensorError, UnsupportedFormatError
 from formats.types import DType
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 FLOAT, UINT8, INT8, UINT16, INT16, INT32, INT64, STRING, BOOL = 1, 2, 3, 4, 5, 6, 7, 8, 9
 FLOAT16, DOUBLE, UINT32, UINT64, COMPLEX64, COMPLEX128, BFLOAT16 = 10, 11, 12, 13, 14, 15, 16
 FLOAT8E4M3FN, FLOAT8E4M3FNUZ, FLOAT8E5M2, FLOAT8E5M2FNUZ, UINT4, INT4 = 17, 18, 19, 20, 21, 22
+FLOAT4E2M1, FLOAT8E8M0, UINT2, INT2, FLOAT6E2M3, FLOAT6E3M2 = 23, 24, 25, 26, 27, 28
 
 #: TensorProto.DataLocation.EXTERNAL
 EXTERNAL = 1
@@ -72,25 +73,56 @@ ELEMENT_TYPES: dict[int, ElementType] = {
     COMPLEX128: ElementType(DType.COMPLEX, "complex128", "<c16", 128),
     BFLOAT16: ElementType(DType.BF16, "bfloat16", "<u2", 16),
     FLOAT8E4M3FN: ElementType(DType.F8_E4M3, "float8e4m3fn", "u1", 8),
-    FLOAT8E4M3FNUZ: ElementType(DType.OTHER, "float8e4m3fnuz", "u1", 8),
+    FLOAT8E4M3FNUZ: ElementType(DType.F8_E4M3_FNUZ, "float8e4m3fnuz", "u1", 8),
     FLOAT8E5M2: ElementType(DType.F8_E5M2, "float8e5m2", "u1", 8),
-    FLOAT8E5M2FNUZ: ElementType(DType.OTHER, "float8e5m2fnuz", "u1", 8),
+    FLOAT8E5M2FNUZ: ElementType(DType.F8_E5M2_FNUZ, "float8e5m2fnuz", "u1", 8),
     UINT4: ElementType(DType.U4, "uint4", None, 4),
     INT4: ElementType(DType.I4, "int4", None, 4),
+    FLOAT4E2M1: ElementType(DType.F4_E2M1, "float4e2m1", None, 4),
+    FLOAT8E8M0: ElementType(DType.F8_E8M0, "float8e8m0", "u1", 8),
+    UINT2: ElementType(DType.OTHER, "uint2", None, 2),
+    INT2: ElementType(DType.OTHER, "int2", None, 2),
+    FLOAT6E2M3: ElementType(DType.OTHER, "float6e2m3", None, 6),
+    FLOAT6E3M2: ElementType(DType.OTHER, "float6e3m2", None, 6),
 }
+#: Codes TensorProto.DataType defines that hold no numbers (UNDEFINED, STRING) or that we list but never
+#: read; a code outside ELEMENT_TYPES and these is not an ONNX element type at all.
+UNDEFINED = 0
 
-#: Element types whose values can be turned into real numbers (floats, and integers to dequantise).
-NUMERIC_CODES = frozenset(
-    {FLOAT, FLOAT16, DOUBLE, BFLOAT16, FLOAT8E4M3FN, FLOAT8E5M2, UINT8, INT8, UINT16, INT16, INT32, INT64}
-    | {UINT32, UINT64, UINT4, INT4}
+FLOAT_CODES = frozenset(
+    {FLOAT, FLOAT16, DOUBLE, BFLOAT16, FLOAT8E4M3FN, FLOAT8E5M2}
+    | {FLOAT8E4M3FNUZ, FLOAT8E5M2FNUZ, FLOAT4E2M1, FLOAT8E8M0}
 )
-FLOAT_CODES = frozenset({FLOAT, FLOAT16, DOUBLE, BFLOAT16, FLOAT8E4M3FN, FLOAT8E5M2})
+#: Element types whose values can be turned into real numbers (floats, and integers to dequantise).
+NUMERIC_CODES = FLOAT_CODES | {UINT8, INT8, UINT16, INT16, INT32, INT64, UINT32, UINT64, UINT4, INT4}
+INTEGER_CODES = NUMERIC_CODES - FLOAT_CODES
+#: Float types stored in a width numpy has no float for: widened to float32 on read.
+_WIDENED = frozenset(
+    {DType.BF16, DType.F8_E4M3, DType.F8_E5M2, DType.F8_E4M3_FNUZ, DType.F8_E5M2_FNUZ, DType.F8_E8M0}
+)
+_WIDENED_CODES = frozenset(
+    {BFLOAT16, FLOAT8E4M3FN, FLOAT8E5M2, FLOAT8E4M3FNUZ, FLOAT8E5M2FNUZ, FLOAT8E8M0, FLOAT4E2M1}
+)
 INTEGER_CODES = NUMERIC_CODES - FLOAT_CODES
 
 
 def element_type(code: int) -> ElementType:
-    """The element type for an ONNX data type code; unknown codes (strings, float4...) map to OTHER."""
+    """The element type for an ONNX data type code; strings and codes ONNX does not define map to OTHER."""
+    if code == STRING:
+        return ElementType(DType.OTHER, "string", None, 0)
     return ELEMENT_TYPES.get(code, ElementType(DType.OTHER, f"onnx type {code}", None, 0))
+
+
+def is_defined(code: int) -> bool:
+    """True for the element types TensorProto.DataType defines (strings included, UNDEFINED not)."""
+    return code in ELEMENT_TYPES or code == STRING
+
+
+def undefined_type_reason(code: int) -> str:
+    """Why a tensor whose data_type ONNX does not define is listed but never read."""
+    if code == UNDEFINED:
+        return "element type UNDEFINED (0): the tensor has no values to read"
+    return f"element type {code} is not one ONNX defines; its size is unknown, so it is not read"
 
 
 def stored_nbytes(code: int, count: int) -> int:
@@ -148,8 +180,10 @@ def _typed_field(code: int, count: int) -> tuple[str, int] | None:
         return "int32_data", (count + 1) // 2
     if code in (UINT8, INT8, UINT16, INT16, INT32, BOOL, FLOAT16, BFLOAT16, FLOAT8E4M3FN, FLOAT8E5M2):
         return "int32_data", count
-    if code in (FLOAT8E4M3FNUZ, FLOAT8E5M2FNUZ):
+    if code in (FLOAT8E4M3FNUZ, FLOAT8E5M2FNUZ, FLOAT8E8M0):
         return "int32_data", count
+    if code == FLOAT4E2M1:
+        return "int32_data", (count + 1) // 2
     return None
 
 
@@ -190,6 +224,7 @@ def locate(tensor: onnx.TensorProto, *, model_path: Path, what: str) -> Located:
             f"tensor {what!r} is stored in segments, which are not supported", path=model_path
         )
     needed = stored_nbytes(code, count)
+    defined = is_defined(code)
 
     if tensor.data_location == EXTERNAL:
         entries = _external_entries(tensor)
@@ -201,6 +236,9 @@ def locate(tensor: onnx.TensorProto, *, model_path: Path, what: str) -> Located:
             model_path.parent, location, what=f"external data of tensor {what!r}", path=model_path
         )
         offset = _parse_int(entries.get("offset", "0"), key="offset", what=what, path=model_path)
+        if not defined:
+            # No size to check the range against; the tensor is listed with a reason and never read.
+            return Located(shape, code, Storage.EXTERNAL, 0, file=file, offset=offset)
         try:
             status = os.stat(file)
         except OSError as exc:
@@ -228,6 +266,8 @@ def locate(tensor: onnx.TensorProto, *, model_path: Path, what: str) -> Located:
             )
         return Located(shape, code, Storage.EXTERNAL, needed, file=file, offset=offset)
 
+    if not defined:
+        return Located(shape, code, Storage.RAW if tensor.HasField("raw_data") else Storage.TYPED, 0)
     if tensor.HasField("raw_data"):
         # len() of a protobuf bytes field materialises it once; this is the size check the contract asks
         # for, and embedded tensors are in memory anyway after parsing.
@@ -266,12 +306,13 @@ def _decode_raw(raw: npt.NDArray[np.uint8], located: Located) -> npt.NDArray[np.
     kind = element_type(code)
     if code in (UINT4, INT4):
         return _unpack_4bit(raw, located.count, signed=code == INT4).reshape(located.shape)
+    if code == FLOAT4E2M1:
+        # Two values per byte, the first in the low nibble (ONNX IR spec, like INT4).
+        return widen_fp4_e2m1(unpack_nibbles(raw, located.count)).reshape(located.shape)
     if kind.storage is None or kind.dtype in (DType.OTHER, DType.COMPLEX, DType.BOOL):
         raise TensorError(f"{kind.onnx_name} values are not analysed")
     values = raw.view(kind.storage).reshape(located.shape)
-    if kind.dtype in (DType.BF16, DType.F8_E4M3, DType.F8_E5M2):
-        from formats._binary import widen
-
+    if kind.dtype in _WIDENED:
         return widen(values, kind.dtype)
     return values
 
@@ -312,6 +353,6 @@ def load_values(tensor: onnx.TensorProto, located: Located) -> npt.NDArray[np.ge
         raise CorruptFileError(f"tensor {tensor.name!r} cannot be decoded: {exc}") from exc
     if located.code in (UINT4, INT4):
         return values.astype(np.int8 if located.code == INT4 else np.uint8)
-    if located.code in (BFLOAT16, FLOAT8E4M3FN, FLOAT8E5M2):
+    if located.code in _WIDENED_CODES:
         return values.astype(np.float32)
     return values

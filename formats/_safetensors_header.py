@@ -50,17 +50,57 @@ class StoredType:
     skip_reason: str | None  # set when values of this type are never analysed
 
 
+#: The codes of the format (safetensors 0.8's `Dtype`, 22 variants) that name a fixed-width type of ours.
+_FIXED_CODES: dict[str, DType] = {
+    **{
+        dtype.value: dtype
+        for dtype in ITEMSIZE
+        if dtype.value
+        in {
+            "BOOL",
+            "U8",
+            "I8",
+            "F8_E5M2",
+            "F8_E4M3",
+            "F8_E8M0",
+            "I16",
+            "U16",
+            "F16",
+            "BF16",
+            "I32",
+            "U32",
+            "F32",
+            "F64",
+            "I64",
+            "U64",
+        }
+    },
+    # safetensors spells the "finite, unsigned zero" FP8 variants without the underscore.
+    "F8_E4M3FNUZ": DType.F8_E4M3_FNUZ,
+    "F8_E5M2FNUZ": DType.F8_E5M2_FNUZ,
+}
+
+
 def _stored_type_table() -> dict[str, StoredType]:
     table: dict[str, StoredType] = {}
-    for code, size in ITEMSIZE.items():
-        reason = None if code.is_float else not_floating_point(code.value)
-        table[code.value] = StoredType(code, size * 8, reason)
-    # Newer codes of the format (safetensors >= 0.6): microscaling element types and complex numbers.
-    # They are valid files, so they are listed, but wwinspect does not decode them.
+    for code, dtype in _FIXED_CODES.items():
+        reason = None if dtype.is_float else not_floating_point(code)
+        table[code] = StoredType(dtype, ITEMSIZE[dtype] * 8, reason)
+    # Valid codes that are listed but never decoded: complex numbers, and the packed FP4/FP6 codes, whose
+    # order of elements inside a byte the format does not state (nor does the reference implementation).
     table["C64"] = StoredType(DType.COMPLEX, 64, "C64 values are complex, not real")
-    for name, bits in (("F8_E8M0", 8), ("F6_E2M3", 6), ("F6_E3M2", 6), ("F4", 4)):
-        table[name] = StoredType(DType.OTHER, bits, not_supported(name))
+    for name, bits in (("F6_E2M3", 6), ("F6_E3M2", 6), ("F4", 4)):
+        table[name] = StoredType(
+            DType.OTHER, bits, not_supported(name) + ": the format does not fix how they pack into bytes"
+        )
     return table
+
+
+def undefined_type(code: object) -> StoredType:
+    """A dtype code the format does not define: listed, never read, its byte range not size-checked."""
+    return StoredType(
+        DType.OTHER, 0, f"dtype {short_value(code)} is not one safetensors defines; the tensor is not read"
+    )
 
 
 STORED_TYPES = _stored_type_table()
@@ -152,7 +192,12 @@ def _parse_entry(name: str, spec: object, file: File) -> Entry:
     code = spec["dtype"]
     stored = STORED_TYPES.get(code) if isinstance(code, str) else None
     if stored is None:
-        raise CorruptFileError(f"tensor {quoted}: unknown dtype {short_value(code)}", path=path)
+        # The header still parses, so this is one tensor's problem (PRODUCT.md): it is listed with a
+        # reason. A code that is not even a string is a header the format does not allow.
+        if not isinstance(code, str):
+            raise CorruptFileError(f"tensor {quoted}: dtype {short_value(code)} is not a string", path=path)
+        stored = undefined_type(code)
+        code = short_value(code).strip('"')  # as shown in the encoding column: escaped and cut
     shape = _parse_shape(spec["shape"], quoted, path)
     offsets = spec["data_offsets"]
     if not isinstance(offsets, list) or len(offsets) != 2 or any(_as_int(item) is None for item in offsets):
@@ -171,7 +216,7 @@ def _parse_entry(name: str, spec: object, file: File) -> Entry:
             path=path,
         )
     bits = math.prod(shape) * stored.bits
-    if bits % 8 or end - begin != bits // 8:
+    if stored.bits and (bits % 8 or end - begin != bits // 8):
         raise CorruptFileError(
             f"tensor {quoted}: data_offsets [{begin}, {end}] span {end - begin} bytes "
             f"but shape {list(shape)} of {code} needs {bits / 8:g}",

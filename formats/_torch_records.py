@@ -219,9 +219,10 @@ _DTYPE_TABLE: dict[str, tuple[DType, int]] = {
     "bfloat16": (DType.BF16, 2),
     "float8_e4m3fn": (DType.F8_E4M3, 1),
     "float8_e5m2": (DType.F8_E5M2, 1),
-    "float8_e4m3fnuz": (DType.OTHER, 1),
-    "float8_e5m2fnuz": (DType.OTHER, 1),
-    "float8_e8m0fnu": (DType.OTHER, 1),
+    "float8_e4m3fnuz": (DType.F8_E4M3_FNUZ, 1),
+    "float8_e5m2fnuz": (DType.F8_E5M2_FNUZ, 1),
+    "float8_e8m0fnu": (DType.F8_E8M0, 1),
+    # Two FP4 values per element; the shape counts bytes, so the values are listed, not widened.
     "float4_e2m1fn_x2": (DType.OTHER, 1),
     "int64": (DType.I64, 8),
     "int32": (DType.I32, 4),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from formats._binary import read_exact
+from formats._decode_budget import Budget
 from formats._messages import quote_name
 from formats._paths import is_absolute_name
 from formats.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
@@ -25,8 +26,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 #: Most members an archive may list (a 100k-tensor checkpoint has about 100k).
 MAX_ZIP_MEMBERS = 2_000_000
-#: Deflate cannot compress better than about 1032:1; a larger declared ratio is a zip bomb.
-MAX_COMPRESSION_RATIO = 1100
 
 # The local file header (APPNOTE.TXT 4.3.7): signature, version, flags, method, time, date, CRC-32,
 # compressed size, uncompressed size, name length, extra field length; the name follows.
@@ -56,8 +55,9 @@ def checked_members(archive: zipfile.ZipFile, file_size: int, path: Path) -> dic
 
     Refused: more than `MAX_ZIP_MEMBERS` members, names that escape the archive's folder
     (`check_member_name`), two members with one name (different tools would read different ones),
-    encrypted members, stored members whose two sizes differ, declared compression ratios no compressor
-    reaches (a zip bomb), and members that run past the end of the file.
+    encrypted members, stored members whose two sizes differ, compressed members that declare more than
+    `formats._decode_budget` allows for their stored bytes (a zip bomb), and members that run past the end
+    of the file.
     """
     infos = archive.infolist()
     if len(infos) > MAX_ZIP_MEMBERS:
@@ -83,12 +83,10 @@ def _check_sizes(info: zipfile.ZipInfo, file_size: int, path: Path) -> None:
                 f"and {info.compress_size} compressed bytes",
                 path=path,
             )
-    elif info.file_size > max(info.compress_size, 1) * MAX_COMPRESSION_RATIO:
-        raise UnsafeFileError(
-            f"zip member {name!r} declares {info.file_size} bytes from {info.compress_size} compressed "
-            f"bytes, a ratio no real compressor reaches (zip bomb)",
-            path=path,
-        )
+    else:
+        # zipfile's reader stops at the declared size (it never yields more), so bounding the declared
+        # size by the stored bytes bounds every later read of the member, chunk by chunk.
+        Budget(f"zip member {name!r}", info.compress_size, path, "zip bomb").check_declared(info.file_size)
     if info.header_offset + info.compress_size > file_size:
         raise CorruptFileError(
             f"zip member {name!r} declares {info.compress_size} bytes at {info.header_offset:#x}, "

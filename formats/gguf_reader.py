@@ -6,12 +6,14 @@ dimension count, u64 dimensions with the fastest-varying first, u32 GGML type, u
 data section); then the data section, starting at the next multiple of `general.alignment` (default 32).
 
 Everything in the header is validated before a tensor is listed: counts and lengths against the bytes
-left, the alignment (a power of two), dimensions (at most 4, the element count capped), type ids, first
-dimensions that are whole blocks, offsets aligned and inside the file, no overlapping tensors, no
-duplicate names or keys. GGUF lists dimensions fastest-varying first; `TensorInfo.shape` reverses them to
-numpy's order, so a (n_embd -> n_ff) projection stored as [n_embd, n_ff] reads as (n_ff, n_embd), i.e.
-(out, in). `read()` widens F16/BF16 to float32 and dequantises block types (`formats._gguf_quants`) one
-group of rows at a time, so no intermediate larger than a row group is ever built.
+left, the alignment (a power of two), dimensions (at most 4, the element count capped), first dimensions
+that are whole blocks, offsets aligned and inside the file, no overlapping tensors, no duplicate names or
+keys. A type id without a known size (never defined, or removed from ggml) skips that tensor with a
+reason; the rest of the file is still read. GGUF lists dimensions fastest-varying first;
+`TensorInfo.shape` reverses them to numpy's order, so a (n_embd -> n_ff) projection stored as [n_embd,
+n_ff] reads as (n_ff, n_embd), i.e. (out, in). `read()` widens F16/BF16 to float32 and dequantises block
+types (`formats._gguf_quants`) one group
+of rows at a time, so no intermediate larger than a row group is ever built.
 
 Roles and kinds come from llama.cpp's tensor names: `token_embd` is the embedding, `output` the output
 projection, `blk.N.attn_*` attention, `blk.N.ffn_*` MLP, and `ffn_*_exps` the stacked experts of a
@@ -334,9 +336,7 @@ def _parse(path: Path, buffer: npt.NDArray[np.uint8]) -> tuple[int, dict[str, ob
                 f"tensor {name!r} declares {dims} elements, more than {MAX_ELEMENTS}", path=path
             )
         type_id = cursor.u32(f"the type of {name!r}")
-        ggml = GGML_TYPES.get(type_id)
-        if ggml is None:
-            raise CorruptFileError(f"tensor {name!r} has an unknown GGML type id {type_id}", path=path)
+        ggml = GGML_TYPES.get(type_id) or _undefined_type(type_id)
         if dims[0] % ggml.block_size:
             raise CorruptFileError(
                 f"tensor {name!r} has rows of {dims[0]} elements, not whole {ggml.name} blocks of "
@@ -369,6 +369,26 @@ def _parse(path: Path, buffer: npt.NDArray[np.uint8]) -> tuple[int, dict[str, ob
     return version, metadata, tensors
 
 
+#: Type ids ggml once defined and has since removed (ggml.h keeps their numbers reserved).
+_REMOVED_TYPES = {4: "Q4_2", 5: "Q4_3", 31: "Q4_0_4_4", 32: "Q4_0_4_8", 33: "Q4_0_8_8"}
+_REMOVED_TYPES |= {36: "IQ4_NL_4_4", 37: "IQ4_NL_4_8", 38: "IQ4_NL_8_8"}
+
+
+def _undefined_type(type_id: int) -> GGMLType:
+    """A stand-in for a type id this reader has no size for: its tensor is listed with a reason and never
+    read, and its bytes (of unknown length) are not range-checked; the rest of the file still is."""
+    name = _REMOVED_TYPES.get(type_id, f"type {type_id}")
+    return GGMLType(name, type_id, 1, 0)
+
+
+def _undefined_reason(ggml: GGMLType) -> str | None:
+    if ggml.type_size:
+        return None
+    if ggml.type_id in _REMOVED_TYPES:
+        return f"GGML type {ggml.name} ({ggml.type_id}) was removed from ggml; its layout is not read"
+    return f"GGML type id {ggml.type_id} is not one ggml defines; the tensor is not read"
+
+
 def _stringify(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_stringify(item) for item in value) + "]"
@@ -392,6 +412,7 @@ def _info(path: Path, tensor: _Tensor) -> TensorInfo:
         origin=describe_offset(path.name, tensor.offset),
         encoding=ggml.name,
         hint=_hint(tensor.name, len(tensor.shape)),
+        skip_reason=_undefined_reason(ggml),
     )
 
 

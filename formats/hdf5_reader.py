@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from formats._binary import as_floats, element_count, file_size_of, read_array_at, read_head
+from formats._decode_budget import Budget
 from formats._hdf5_client import WorkerClient
 from formats._hdf5_keras import (
     KerasLayout,
@@ -277,7 +278,9 @@ class HDF5Reader(LazyReader[_Entry]):
             if not dtype.is_float:
                 skip = skip or not_floating_point(dtype.value)
         nbytes = count * itemsize
-        offset = self._direct_offset(dataset, nbytes, what)
+        # A type the catalogue gives no numpy dtype for (complex, strings, compounds) has no size to check
+        # its storage against; it is skipped above and never read.
+        offset = self._direct_offset(dataset, nbytes, what) if itemsize else None
         hint, presented = describe(weight, shape)
         # What the kind rules out (biases, norms, depthwise kernels) is worded once, for every format.
         skip = skip or not_a_matrix(hint, presented)
@@ -310,7 +313,14 @@ class HDF5Reader(LazyReader[_Entry]):
             )
         offset = dataset.get("offset")
         base = container.base
-        if dataset.get("layout") != "contiguous" or dataset.get("filters") or offset is None or base is None:
+        if dataset.get("layout") != "contiguous" or dataset.get("filters"):
+            # Filtered chunks (gzip, lzf, shuffle...) and chunks never written (read as fill values) yield
+            # more bytes than they store: the declared size must fit the budget of the stored bytes
+            # before the worker inflates anything. Nothing stored at all is a skip, never read.
+            if storage > 0:
+                Budget(what, storage, self.path).check_declared(nbytes)
+            return None
+        if offset is None or base is None:
             return None
         if storage != nbytes:
             raise CorruptFileError(

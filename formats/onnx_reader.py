@@ -67,8 +67,10 @@ from formats._onnx_tensor import (
     Located,
     Storage,
     element_type,
+    is_defined,
     load_values,
     locate,
+    undefined_type_reason,
 )
 from formats.errors import (
     CorruptFileError,
@@ -154,7 +156,10 @@ class ONNXReader(LazyReader[_Entry]):
         # Facts every format shares (a bias, a depthwise kernel...) are worded from the hint; ONNX's own
         # (sparse storage, a chain that does not fit, an operator-quantised weight) come with the plan.
         skip = not_a_matrix(hint, planned.shape) or planned.skip_reason
-        if skip is None and not quantized and not dtype.is_float:
+        if not is_defined(constant.code):
+            # One tensor's problem while the graph parses (PRODUCT.md): listed, never read.
+            skip = undefined_type_reason(constant.code)
+        elif skip is None and not quantized and not dtype.is_float:
             skip = not_floating_point(element_type(constant.code).onnx_name)
         directions = next((t.count for t in planned.transforms if isinstance(t, SelectDirection)), 1)
         source = located.get(id(constant))

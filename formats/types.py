@@ -29,6 +29,10 @@ class DType(str, Enum):
     BF16 = "BF16"
     F8_E4M3 = "F8_E4M3"
     F8_E5M2 = "F8_E5M2"
+    F8_E4M3_FNUZ = "F8_E4M3_FNUZ"  # ONNX FLOAT8E4M3FNUZ, torch float8_e4m3fnuz
+    F8_E5M2_FNUZ = "F8_E5M2_FNUZ"
+    F8_E8M0 = "F8_E8M0"  # powers of two: the MX formats' shared scales
+    F4_E2M1 = "F4_E2M1"  # two per byte, first in the low nibble (ONNX FLOAT4E2M1)
     I64 = "I64"
     I32 = "I32"
     I16 = "I16"
@@ -50,7 +54,10 @@ class DType(str, Enum):
         return self in _FLOAT_DTYPES
 
 
-_FLOAT_DTYPES = frozenset({DType.F64, DType.F32, DType.F16, DType.BF16, DType.F8_E4M3, DType.F8_E5M2})
+_FLOAT_DTYPES = frozenset(
+    {DType.F64, DType.F32, DType.F16, DType.BF16, DType.F8_E4M3, DType.F8_E5M2}
+    | {DType.F8_E4M3_FNUZ, DType.F8_E5M2_FNUZ, DType.F8_E8M0, DType.F4_E2M1}
+)
 
 
 class WeightKind(str, Enum):

@@ -72,6 +72,37 @@ FINGERS_MIN_ALPHA = 2.0
 STORAGE_ROUNDING = 4.0
 
 
+def _refuse_degenerate(matrices: Sequence[npt.NDArray[np.floating[Any]]], N: int, M: int) -> None:
+    """Fail, in one pass over the weights, the layers whose spectrum is empty or a single value.
+
+    The checks cost O(N*M) and come before the eigensolver for a reason: an all-zero or constant matrix has
+    at most one nonzero eigenvalue, so the Gram route finds its small eigenvalues unreliable and falls back
+    to a full float64 SVD, which takes a minute on a 4096 x 4096 matrix (a cheap denial of service by a
+    file of zeros), only to find nothing to fit. NaN and Inf would poison the solver as well.
+    """
+    constant: list[float] = []
+    for W in matrices:
+        if W.shape != (N, M):
+            raise ValueError(f"matrix of shape {W.shape} given for an {N} x {M} layer")
+        if W.size == 0:
+            continue
+        low, high = float(np.min(W)), float(np.max(W))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            # min/max propagate NaN and reach Inf, so the full count is taken only for the message.
+            bad = int(W.size - np.count_nonzero(np.isfinite(W)))
+            raise LayerFailedError(f"{bad} of {W.size} weights are NaN or infinite")
+        if low == high:
+            constant.append(low)
+    if len(constant) == len(matrices) and constant:
+        if not any(constant):
+            raise LayerFailedError("every weight is zero: the spectrum is empty")
+        if len(set(constant)) == 1:
+            raise LayerFailedError(
+                f"every weight equals {constant[0]:.6g}: a rank-1 matrix has a single eigenvalue, no spectrum"
+            )
+        raise LayerFailedError("every matrix of the layer holds one repeated value: rank-1 slices")
+
+
 def measure_layer(
     matrices: Sequence[npt.NDArray[np.floating[Any]]],
     *,
@@ -93,12 +124,7 @@ def measure_layer(
     Raises:
         LayerFailedError: a matrix holds NaN or Inf, or every weight is zero.
     """
-    for W in matrices:
-        if W.shape != (N, M):
-            raise ValueError(f"matrix of shape {W.shape} given for an {N} x {M} layer")
-        if not np.isfinite(W).all():
-            bad = int(W.size - np.count_nonzero(np.isfinite(W)))
-            raise LayerFailedError(f"{bad} of {W.size} weights are NaN or infinite")
+    _refuse_degenerate(matrices, N, M)
     per_matrix = layer_eigenvalues(matrices, backend)
     if max(float(e[-1]) for e in per_matrix) <= 0.0:
         raise LayerFailedError("every weight is zero: the spectrum is empty")
