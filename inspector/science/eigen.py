@@ -33,6 +33,7 @@ from inspector.science import blas
 
 FloatArray = npt.NDArray[np.float64]
 CpuRoute = Literal["gram", "svd"]
+Precision = Literal["float64", "float32"]
 
 _EPS64 = float(np.finfo(np.float64).eps)
 # Gram eigenvalues have absolute errors up to about c * M * eps64 * lambda_max (Demmel, "Applied Numerical
@@ -86,37 +87,61 @@ def _blas_threads(N: int, M: int) -> contextlib.AbstractContextManager[Any]:
     return blas.limited(1)
 
 
-def _gram_is_reliable(
+def rank_is_settled(
     evals: FloatArray, N: int, M: int, dtype: np.dtype[Any], working_eps: float = _EPS64
 ) -> bool:
-    """True when every Gram eigenvalue lies clear of both the Gram noise floor and the rank tolerance.
+    """True when the Gram eigenvalues answer the rank question exactly: no eigenvalue lies within the Gram
+    noise of the rank tolerance, so counting those above it gives the rank the SVD would give.
 
-    `working_eps` is the precision the Gram matrix and its eigenvalues were computed in.
+    `working_eps` is the precision the Gram matrix and its eigenvalues were computed in. The eigenvalues'
+    absolute error is at most the noise level c * M * working_eps * lambda_max, so one that sits further
+    than that from the tolerance is on the same side of it as the exact value. A square matrix's smallest
+    eigenvalues sit near the tolerance of float32 weights (lambda_min / lambda_max ~ 1/(4 N^2) against
+    (N eps32)^2 = 6e-8 at N = 2048), but the float64 noise band around it is 2000 times narrower (3e-11):
+    the old rule, which wanted every eigenvalue above tolerance + noise, sent every square projection to the
+    SVD; this one does only when an eigenvalue falls inside the band. A rank-deficient float64 matrix stays
+    unsettled: its null eigenvalues (exactly 0) are known only to within the noise, which is far above
+    float64's tolerance, so it takes the SVD.
     """
     lambda_max = float(evals[-1])
     if lambda_max <= 0.0:
         return False  # an all-zero matrix: let the SVD say so exactly
     noise = _GRAM_NOISE_FACTOR * M * working_eps * lambda_max
-    floor = max(noise, rank_tolerance(lambda_max, N, dtype)) + noise
-    return float(evals[0]) > floor
+    tolerance = rank_tolerance(lambda_max, N, dtype)
+    return not bool(np.any(np.abs(evals - tolerance) <= noise))
 
 
 @dataclass(frozen=True, slots=True)
 class CpuBackend:
-    """numpy/scipy eigenvalues on the CPU, by Gram + symmetric eigensolver (default) or float64 SVD."""
+    """numpy/scipy eigenvalues on the CPU, by Gram + symmetric eigensolver (default) or float64 SVD.
+
+    `precision` is the Gram route's working precision. float64 is the default for every shape: float32 is
+    1.2-2.7x faster, but on the benchmark layers it moves alpha, xmin or D by more than 1e-6 relative
+    (benchmarks/bench_precision.py measures it), so it is kept only for that measurement.
+    """
 
     route: CpuRoute = "gram"
+    precision: Precision = "float64"
 
     @property
     def name(self) -> str:
-        return f"cpu-{self.route}"
+        return f"cpu-{self.route}" if self.precision == "float64" else f"cpu-{self.route}-{self.precision}"
+
+    def _gram_eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        if self.precision == "float32":
+            W = np.asarray(matrix, dtype=np.float32)
+            return np.asarray(np.linalg.eigvalsh(W.T @ W), dtype=np.float64)
+        return np.asarray(np.linalg.eigvalsh(gram64(matrix)), dtype=np.float64)
+
+    def _working_eps(self) -> float:
+        return float(np.finfo(np.float32).eps) if self.precision == "float32" else _EPS64
 
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
         N, M = matrix.shape
         if self.route == "gram":
             with _blas_threads(N, M):
-                evals = np.asarray(np.linalg.eigvalsh(gram64(matrix)), dtype=np.float64)
-            if _gram_is_reliable(evals, N, M, matrix.dtype):
+                evals = self._gram_eigenvalues(matrix)
+            if rank_is_settled(evals, N, M, matrix.dtype, self._working_eps()):
                 return np.maximum(evals, 0.0)
         return _svd_eigenvalues(matrix)
 
@@ -124,10 +149,12 @@ class CpuBackend:
         k, N, M = matrices.shape
         if self.route == "svd":
             return np.stack([_svd_eigenvalues(W) for W in matrices])
+        if self.precision != "float64":
+            return np.stack([self.eigenvalues(W) for W in matrices])
         with _blas_threads(N, M):
             evals = np.linalg.eigvalsh(np.stack([gram64(W) for W in matrices]))
         for i in range(k):
-            if _gram_is_reliable(evals[i], N, M, matrices.dtype):
+            if rank_is_settled(evals[i], N, M, matrices.dtype):
                 evals[i] = np.maximum(evals[i], 0.0)
             else:
                 evals[i] = _svd_eigenvalues(matrices[i])
@@ -137,24 +164,37 @@ class CpuBackend:
 def gram64(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     """W^T W in float64 for an N x M matrix of any float dtype, never holding a float64 copy of all of W.
 
-    Rows are widened in blocks of about _GRAM_BLOCK_ELEMENTS into one reused buffer and accumulated with
-    syrk: a 30522 x 384 float32 embedding costs 122 ms this way against 186 ms for widening it whole
-    (one thread), and the peak memory is the M x M result plus one block instead of 8 * N * M bytes.
+    Small matrices: one widening and numpy's `W.T @ W` (syrk). Large ones: rows are widened in blocks of
+    about _GRAM_BLOCK_ELEMENTS into one reused buffer, laid out like the input (a transposed view widens
+    column by column, not element by element), and each block is added into one result buffer by BLAS
+    dsyrk itself (beta = 1), so no block leaves an M x M temporary behind. Measured on 8192 x 2048 float32
+    (benchmarks/bench_llm.py --floor): 1.1-1.2 s against 1.8 s for `gram += part.T @ part`, as fast as
+    widening all of W (1.0-1.5 s) without its 8 * N * M bytes.
     """
     N, M = matrix.shape
     rows = max(1, _GRAM_BLOCK_ELEMENTS // max(M, 1))
-    if matrix.dtype == np.float64 or rows >= N:
+    if N * M * M <= _SINGLE_THREAD_MAX_FLOPS or (matrix.dtype == np.float64 and rows >= N):
         W = np.asarray(matrix, dtype=np.float64)
         # W.T @ W on one buffer: numpy dispatches this to BLAS syrk (half the flops of gemm).
         return np.asarray(W.T @ W, dtype=np.float64)
-    gram = np.zeros((M, M), dtype=np.float64)
-    block = np.empty((rows, M), dtype=np.float64)
+    from scipy.linalg.blas import dsyrk  # lazily: scipy costs 0.25 s to import; small models never need it
+
+    fortran = not matrix.flags.c_contiguous and matrix.strides[0] < matrix.strides[1]
+    gram = np.zeros((M, M), dtype=np.float64, order="F")
+    block = np.empty((min(rows, N), M), dtype=np.float64, order="F" if fortran else "C")
     for start in range(0, N, rows):
         stop = min(start + rows, N)
         part = block[: stop - start]
         part[...] = matrix[start:stop]
-        gram += part.T @ part
-    return gram
+        # dsyrk's operand must be Fortran-ordered to be used in place: a C block is passed as its transpose.
+        if fortran:
+            dsyrk(1.0, part, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
+        else:
+            dsyrk(1.0, part.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+    # dsyrk fills the upper triangle only; mirror it
+    lower = np.tril_indices(M, -1)
+    gram[lower] = gram.T[lower]
+    return gram.T  # symmetric, and C-ordered as numpy's own product would be
 
 
 def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
@@ -209,11 +249,11 @@ class TorchBackend:
         evals = self._gram_eigenvalues(matrices, self._dtype)
         eps = float(torch.finfo(self._dtype).eps)
         for i in range(evals.shape[0]):
-            if _gram_is_reliable(evals[i], N, M, matrices.dtype, eps):
+            if rank_is_settled(evals[i], N, M, matrices.dtype, eps):
                 continue
             if self._dtype != torch.float64:
                 evals[i] = self._gram_eigenvalues(matrices[i : i + 1], torch.float64)[0]
-                if _gram_is_reliable(evals[i], N, M, matrices.dtype):
+                if rank_is_settled(evals[i], N, M, matrices.dtype):
                     continue
             evals[i] = _svd_eigenvalues(matrices[i])
         return np.maximum(evals, 0.0)
