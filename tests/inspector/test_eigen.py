@@ -14,6 +14,7 @@ import torch
 
 from inspector.errors import UsageError
 from inspector.options import Device
+from inspector.science import eigen
 from inspector.science.eigen import (
     _GRAM_BLOCK_ELEMENTS,
     CpuBackend,
@@ -24,7 +25,6 @@ from inspector.science.eigen import (
     rank_is_settled,
     rank_tolerance,
 )
-from inspector.science import eigen
 
 
 def svd_reference(W: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
@@ -69,7 +69,9 @@ def test_blocked_gram_equals_the_whole_float64_product(dtype: type) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_square_float32_matrices_get_their_rank_without_the_svd(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_square_float32_matrices_get_their_rank_without_the_svd(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Smallest eigenvalues below float32's rank tolerance, as a large square projection has them (lambda_min /
     # lambda_max ~ 1/(4 N^2) reaches (N eps32)^2 at N = 2048): the old rule sent such a matrix to the SVD.
     # The float64 Gram noise band around the tolerance is far narrower, so the rank is decided without it.
