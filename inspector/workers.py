@@ -62,11 +62,30 @@ def usable_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def idle_cpus() -> int:
+    """Usable CPUs that other processes are not already keeping busy, at least 1.
+
+    The 1-minute load average counts the runnable processes of the whole machine; its share of the
+    machine's CPUs, taken from ours, is what the others leave us. Why it decides `--jobs 0`: on a loaded
+    machine, two processes of one BLAS thread each lost to one process with BLAS threads on both CPUs
+    (benchmarks/bench_jobs.py, 4 matrices of 2048 x 2048; the issue's measurement: 5 of 6 interleaved
+    pairs): a forked worker that the scheduler leaves waiting holds its share of the items while the other
+    process runs out of work, where BLAS threads take whatever CPU time comes.
+    """
+    usable = usable_cpus()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average on this platform
+        return usable
+    busy = min(1.0, load / max(1, os.cpu_count() or usable))
+    return max(1, min(usable, int(usable * (1.0 - busy) + 0.5)))
+
+
 def resolve_jobs(requested: int) -> int:
-    """Processes for `--jobs`: 0 means one per usable CPU (at most MAX_DEFAULT_JOBS)."""
+    """Processes for `--jobs`: 0 means one per idle usable CPU (at most MAX_DEFAULT_JOBS, at least 1)."""
     if requested < 0:
         raise ValueError(f"jobs must be >= 0, not {requested}")
-    return requested if requested > 0 else min(usable_cpus(), MAX_DEFAULT_JOBS)
+    return requested if requested > 0 else min(idle_cpus(), MAX_DEFAULT_JOBS)
 
 
 def can_fork() -> bool:

@@ -7,14 +7,16 @@ One small interface, `EigenBackend`, with two implementations:
   weightwatcher 0.7.7 does on a CPU (`RMT_Util.svd_vals`, reference §2.2). Gram + eigh costs N*M^2 + 4/3 M^3
   flops against gesdd's roughly 4*N*M^2 + 8*M^3, and is 2-13x faster in benchmarks/bench_eigen.py. Its
   eigenvalues carry an absolute error of order M * eps64 * lambda_max, so the largest ones agree with the SVD
-  to ~1e-13 relative; a matrix whose smallest eigenvalues fall into that noise (a rank-deficient matrix, where
-  the rank decision needs them) is redone with the SVD, so `rank_loss` never depends on the route.
-* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`; float32 on CUDA (the
-  `--device cuda` default), with TF32 switched off so that the Gram matrix is a true float32 product, and the
-  same fallback: a matrix whose small eigenvalues sink into the float32 noise is redone in float64.
+  to ~1e-13 relative; a matrix with an eigenvalue within that noise of the rank tolerance (a rank-deficient
+  float64 matrix, where the rank decision needs them) is redone with the SVD, so `rank_loss` never depends
+  on the route (`rank_is_settled`).
+* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`, float64 like the CPU route
+  (float32 moves reported numbers, benchmarks/bench_precision.py), each stack moved to the device once, the
+  same rank rule, and the SVD on the device where the rank is not settled.
 
-torch is never imported on the CPU path, nor scipy on the default route: `wwinspect` must start fast
-(PRODUCT.md, `--device`). Small problems run on one BLAS thread (see _SINGLE_THREAD_MAX_M).
+torch is never imported on the CPU path, nor scipy for small models (it comes in for the blocked Gram
+product of large matrices and for the SVD): `wwinspect` must start fast (PRODUCT.md, `--device`). Small
+problems run on one BLAS thread (see _SINGLE_THREAD_MAX_M).
 """
 
 from __future__ import annotations
@@ -207,14 +209,25 @@ def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     return np.sort(sv * sv)
 
 
+#: Equal-shaped matrices go through torch's batched eigh together only up to this size: above 32 x 32 it
+#: solves them one after the other on CUDA (cuSOLVER's batched Jacobi solver stops there), so a larger stack
+#: gains nothing from batching and would hold k Gram matrices on the device at once.
+_TORCH_BATCH_MAX_M = 32
+
+
 class TorchBackend:
     """Gram + `torch.linalg.eigvalsh` on a torch device ("cpu" or "cuda").
 
-    `make_backend` uses float32 on CUDA (full speed on every GPU, where float64 runs at 1/2 to 1/64 of the
-    rate); its eigenvalues agree with a float64 SVD to about M * eps32 * lambda_max (benchmarks/bench_eigen.py
-    measures it), so alpha, fitted on the tail, is unaffected, and a matrix whose smallest eigenvalues fall
-    into that noise is redone in float64. TF32 matmuls are switched off: TF32 keeps 10 mantissa bits and would
-    make the Gram matrix far less exact.
+    Precision as on the CPU: `make_backend` uses float64 on CUDA too, because float32 eigenvalues (errors
+    of about M * eps32 * lambda_max) move alpha, xmin or D by more than 1e-6 relative on the benchmark layers
+    (benchmarks/bench_precision.py); float64 runs at full rate on the data-centre GPUs (H100, H200) this is
+    meant for. `dtype="float32"` stays available for measurement; a matrix whose rank it cannot settle is
+    redone in float64. TF32 matmuls are switched off: TF32 keeps 10 mantissa bits.
+
+    Each stack of matrices crosses to the device once, in the dtype it arrived in (a transposed view crosses
+    as its contiguous original and is transposed there); widening, the Gram product, the eigensolve and any
+    fallback (float64, then the SVD, `torch.linalg.svdvals`) run on the device. Reading the next tensor on the
+    CPU overlaps with this (inspector/readahead.py).
     """
 
     def __init__(self, device: str = "cpu", dtype: Literal["float64", "float32"] = "float64") -> None:
@@ -231,31 +244,48 @@ class TorchBackend:
     def name(self) -> str:
         return self._name
 
-    def _gram_eigenvalues(self, stack: npt.NDArray[np.floating[Any]], dtype: Any) -> FloatArray:
+    def _to_device(self, matrices: npt.NDArray[np.floating[Any]]) -> Any:
+        """The (k, N, M) stack as one device tensor, copied across once."""
         torch = self._torch
-        W = torch.from_numpy(np.ascontiguousarray(stack)).to(device=self._device, dtype=dtype)
-        X = W.transpose(-2, -1) @ W
-        evals = torch.linalg.eigvalsh(X).to("cpu", torch.float64).numpy()
+        swapped = np.swapaxes(matrices, -1, -2)
+        if not matrices.flags.c_contiguous and swapped.flags.c_contiguous:
+            return torch.from_numpy(swapped).to(self._device).mT  # transposed on the device, not the host
+        return torch.from_numpy(np.ascontiguousarray(matrices)).to(self._device)
+
+    def _gram_eigenvalues(self, stack: Any, dtype: Any) -> FloatArray:
+        """Eigenvalues of W^T W for a (k, N, M) device tensor, as a (k, M) float64 host array."""
+        torch = self._torch
+        if stack.shape[-1] <= _TORCH_BATCH_MAX_M:
+            parts = [stack]
+        else:
+            parts = [stack[i : i + 1] for i in range(stack.shape[0])]
+        rows = []
+        for part in parts:
+            W = part.to(dtype)
+            rows.append(torch.linalg.eigvalsh(W.mT @ W))
+        evals = torch.cat(rows).to("cpu", torch.float64).numpy()
         return np.asarray(evals, dtype=np.float64)
 
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
         return np.asarray(self.eigenvalues_batch(matrix[None])[0], dtype=np.float64)
 
     def eigenvalues_batch(self, matrices: npt.NDArray[np.floating[Any]]) -> FloatArray:
-        """Like CpuBackend: a matrix whose small eigenvalues sink into the Gram noise of the working precision
-        is redone in float64 on the device, then, if still unreliable (rank-deficient), by the CPU SVD."""
+        """Like CpuBackend: a matrix whose rank the working precision cannot settle is redone in float64 on
+        the device, then, if still unsettled (rank-deficient), by the device's float64 SVD."""
         torch = self._torch
         _, N, M = matrices.shape
-        evals = self._gram_eigenvalues(matrices, self._dtype)
+        on_device = self._to_device(matrices)
+        evals = self._gram_eigenvalues(on_device, self._dtype)
         eps = float(torch.finfo(self._dtype).eps)
         for i in range(evals.shape[0]):
             if rank_is_settled(evals[i], N, M, matrices.dtype, eps):
                 continue
             if self._dtype != torch.float64:
-                evals[i] = self._gram_eigenvalues(matrices[i : i + 1], torch.float64)[0]
+                evals[i] = self._gram_eigenvalues(on_device[i : i + 1], torch.float64)[0]
                 if rank_is_settled(evals[i], N, M, matrices.dtype):
                     continue
-            evals[i] = _svd_eigenvalues(matrices[i])
+            sv = torch.linalg.svdvals(on_device[i].to(torch.float64)).to("cpu").numpy()
+            evals[i] = np.sort(np.asarray(sv, dtype=np.float64) ** 2)
         return np.maximum(evals, 0.0)
 
 
@@ -277,7 +307,7 @@ def make_backend(device: Device, *, cpu_route: CpuRoute = "gram") -> EigenBacken
             hint="pip install 'wwinspect[gpu]' (or a CUDA build of torch), or use --device cpu",
         ) from None
     if torch.cuda.is_available():
-        return TorchBackend("cuda", "float32")
+        return TorchBackend("cuda", "float64")
     if device == Device.AUTO:
         return CpuBackend(route=cpu_route)
     raise UsageError(

@@ -201,6 +201,42 @@ def test_torch_float32_redoes_matrices_whose_small_eigenvalues_are_noise() -> No
     assert int(np.count_nonzero(evals > tolerance)) == np.linalg.matrix_rank(low_rank) == 10
 
 
+@pytest.mark.parametrize(("k", "N", "M"), [(6, 40, 24), (3, 300, 100)])
+def test_torch_backend_equals_the_cpu_route_and_moves_each_stack_once(
+    k: int, N: int, M: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (6, 40, 24): one batched eigh (M <= 32); (3, 300, 100): one matrix at a time. CUDA runs the same code.
+    rng = np.random.default_rng(k * N)
+    stack = heavy_tailed(rng, k * N, M).reshape(k, N, M)
+    backend = TorchBackend("cpu")
+    assert backend.name == "torch-cpu-float64"
+    moves = []
+    real = backend._to_device
+    monkeypatch.setattr(backend, "_to_device", lambda matrices: moves.append(1) or real(matrices))
+    ours = backend.eigenvalues_batch(stack)
+    expected = CpuBackend().eigenvalues_batch(stack)
+    np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12 * float(expected.max()))
+    # a transposed view (how layers.py hands a wide matrix over) crosses as its contiguous original
+    wide = np.ascontiguousarray(np.swapaxes(stack, 1, 2))
+    np.testing.assert_allclose(
+        backend.eigenvalues_batch(np.swapaxes(wide, 1, 2)),
+        expected,
+        rtol=1e-10,
+        atol=1e-12 * float(expected.max()),
+    )
+    assert len(moves) == 2
+
+
+def test_torch_backend_settles_rank_on_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((120, 10)) @ rng.standard_normal((10, 60))  # rank 10, float64: the SVD decides
+    monkeypatch.setattr(eigen, "_svd_eigenvalues", lambda matrix: pytest.fail("the CPU SVD ran"))
+    evals = TorchBackend("cpu").eigenvalues(W)
+    assert int(np.count_nonzero(evals > rank_tolerance(float(evals[-1]), 120, W.dtype))) == 10
+    np.testing.assert_allclose(evals[-10:], svd_reference(W)[-10:], rtol=1e-10)
+    assert np.all(evals[:50] <= 1e-20 * evals[-1])  # SVD-exact null directions, not the Gram's 1e-14
+
+
 def test_device_selection() -> None:
     assert make_backend(Device.CPU).name == "cpu-gram"
     assert make_backend(Device.CPU, cpu_route="svd").name == "cpu-svd"
