@@ -83,9 +83,10 @@ def rank_tolerance(lambda_max: float, N: int, dtype: np.dtype[Any]) -> float:
 
 
 def _blas_threads(N: int, M: int) -> contextlib.AbstractContextManager[Any]:
-    """One BLAS thread for small problems (see _SINGLE_THREAD_MAX_M); others, as they are."""
+    """One BLAS thread for small problems (see _SINGLE_THREAD_MAX_M); others, one per idle CPU (within any
+    limit already set, e.g. by the worker processes)."""
     if M > _SINGLE_THREAD_MAX_M or N * M * M > _SINGLE_THREAD_MAX_FLOPS:
-        return contextlib.nullcontext()
+        return blas.for_large_problem()
     return blas.limited(1)
 
 
