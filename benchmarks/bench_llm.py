@@ -18,8 +18,8 @@ sample, block 0 (`llama-1b-block0`, the same bytes), and the row says so; wwinsp
 
 Table 2 (`--floor`): the floor, the cheapest exact-enough eigensolver call on the same matrices in a tight
 loop, in this process: per matrix the float64 Gram product (`W.T @ W` after widening) +
-`numpy.linalg.eigvalsh` (syevd), and the float32 Gram product + float32 `eigvalsh`; reading excluded. wwinspect's wall time is set
-against both.
+`numpy.linalg.eigvalsh` (syevd), and the float32 Gram product + float32 `eigvalsh`; reading excluded.
+wwinspect's wall time is set against both.
 """
 
 from __future__ import annotations
