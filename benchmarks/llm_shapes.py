@@ -182,12 +182,13 @@ def to_bf16(values: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
     return (rounded >> np.uint32(16)).astype(np.uint16)
 
 
-Sampler = Callable[[str, Shape], npt.NDArray[np.float32]]
+#: A tensor's bytes as the file stores them (benchmarks/gpu_check.py draws them on the GPU instead).
+Encoder = Callable[[Spec], bytes]
 
 
-def encoded(spec: Spec, sampler: Sampler = trained_like) -> bytes:
+def encoded(spec: Spec) -> bytes:
     name, shape, dtype, is_weight = spec
-    values = sampler(name, shape) if is_weight else small_values(name, shape)
+    values = trained_like(name, shape) if is_weight else small_values(name, shape)
     return (to_bf16(values) if dtype == "BF16" else values.astype("<f4")).tobytes()
 
 
@@ -216,7 +217,7 @@ def write_model(
     specs: list[Spec],
     config: dict[str, object],
     shards: int = 1,
-    sampler: Sampler = trained_like,
+    encoder: Encoder = encoded,
 ) -> Path:
     """`directory` with config.json and `shards` safetensors files (an index when more than one)."""
     if (directory / "config.json").exists():
@@ -229,7 +230,7 @@ def write_model(
     for number, group in enumerate(groups, start=1):
         name = "model.safetensors" if shards == 1 else f"model-{number:05d}-of-{shards:05d}.safetensors"
         chosen = [specs[i] for i in group]
-        total += write_safetensors(directory / name, chosen, (encoded(spec, sampler) for spec in chosen))
+        total += write_safetensors(directory / name, chosen, (encoder(spec) for spec in chosen))
         weight_map.update({spec[0]: name for spec in chosen})
     if shards > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
