@@ -256,7 +256,7 @@ def generate(model: str, blocks: int | None = None) -> Path:
     if model == "llama-1b":
         layout = LLAMA_1B if blocks is None else LlamaLayout(blocks=blocks)
         name = "llama-1b" if blocks is None else f"llama-1b-{blocks}blocks"
-        return write_model(DATA / name, layout.specs(), layout.config(), shards=max(1, layout.blocks // 4))
+        return write_model(DATA / name, layout.specs(), layout.config(), shards=max(2, layout.blocks // 4))
     raise ValueError(model)
 
 
