@@ -144,11 +144,21 @@ def compare(model: str, runs: int) -> None:
     mine: list[Run] = []
     theirs: list[Run] = []
     mine_on_sample: list[Run] = []
-    for _ in range(runs):  # interleaved: both tools see the same moments of a shared machine's load
+    for number in range(runs):  # interleaved: both tools see the same moments of a shared machine's load
         mine.append(ours(path))
         if sample:
             mine_on_sample.append(ours(ww_path))
         theirs.append(weightwatcher(ww_path))
+        done = [("wwinspect", mine[-1]), ("weightwatcher", theirs[-1])]
+        if sample:
+            done.insert(1, (f"wwinspect on {sample}", mine_on_sample[-1]))
+        for tool, run in done:  # as it goes, for long runs on a loaded machine
+            print(
+                f"run {number + 1} {model} {tool}: {run.wall:.1f} s wall, {run.cpu:.1f} s CPU, "
+                f"{run.rss_mb:.0f} MB RSS, {run.pss_mb:.0f} MB PSS",
+                file=sys.stderr,
+                flush=True,
+            )
     if sample:
         row("wwinspect", label(model), mine)
         row("wwinspect", sample, mine_on_sample, " (ww's sample)", theirs)
