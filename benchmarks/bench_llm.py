@@ -180,10 +180,14 @@ def floor(model: str, wall: float | None) -> None:
     from inspector.layers import layer_matrices, plan_layer
     from inspector.options import AnalysisOptions
 
+    from inspector.science import blas
+
     options = AnalysisOptions()
     f64 = f32 = 0.0
     count = 0
-    with open_model(checkpoint(model)) as reader:
+    # BLAS threads as wwinspect chooses them (one per idle CPU): with OpenBLAS's default of every CPU, this
+    # loop ran 5x slower than wwinspect itself on the loaded machine (spinning threads, see blas.py).
+    with open_model(checkpoint(model)) as reader, blas.limited(blas.idle_cpus()):
         for ref in reader.tensors():
             plan = plan_layer(ref.info, options, reader.structure)
             if plan.skip_reason is not None:
