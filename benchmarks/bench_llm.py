@@ -179,7 +179,6 @@ def floor(model: str, wall: float | None) -> None:
     from formats import open_model
     from inspector.layers import layer_matrices, plan_layer
     from inspector.options import AnalysisOptions
-
     from inspector.science import blas
 
     options = AnalysisOptions()
