@@ -42,6 +42,7 @@ from inspector.errors import LayerFailedError, UsageError
 from inspector.groups import summarize_groups
 from inspector.layers import LayerPlan, layer_matrices, part_plan, part_record, part_values, plan_layer
 from inspector.options import AnalysisOptions
+from inspector.readahead import read_ahead
 from inspector.records import EsdSample, FileError, LayerRecord, ModelReport, Status
 from inspector.science.eigen import CpuBackend, EigenBackend, FloatArray, make_backend
 from inspector.science.esd import sample_spectrum
@@ -189,26 +190,42 @@ class _KeepingBackend:
         return sample_spectrum(values)
 
 
+def _read_values(pending: _Pending) -> np.ndarray:
+    """The tensor's values, checked against its header's shape.
+
+    Raises:
+        TensorError: this tensor cannot be read (it becomes a skipped record).
+        FormatError: the file says one shape and holds another.
+    """
+    values = pending.ref.read()
+    if values.shape != pending.ref.info.shape:
+        raise FormatError(
+            f"tensor {pending.ref.info.name!r} read with shape {list(values.shape)}, "
+            f"header says {list(pending.ref.info.shape)}"
+        )
+    return values
+
+
 def _analyze_tensor(
-    pending: _Pending, options: AnalysisOptions, backend: EigenBackend, keep_spectra: bool = False
+    pending: _Pending,
+    options: AnalysisOptions,
+    backend: EigenBackend,
+    keep_spectra: bool = False,
+    read: Callable[[], np.ndarray] | None = None,
 ) -> Iterator[LayerRecord]:
     """Records for one tensor: one when pooled or skipped, one per slice for experts and per-slice conv
-    mode, one per part (and per expert) for split fused projections and heads."""
+    mode, one per part (and per expert) for split fused projections and heads. `read` gives its values
+    (read ahead on another thread); by default they are read here."""
     plan, ref = pending.plan, pending.ref
     if plan.skip_reason is not None:
         yield _base_record(pending.index, ref, plan, Status.SKIPPED, plan.skip_reason)
         return
     record = _base_record(pending.index, ref, plan, Status.ANALYZED, None)
     try:
-        values = ref.read()
+        values = read() if read is not None else _read_values(pending)
     except TensorError as exc:
         yield _base_record(pending.index, ref, plan, Status.SKIPPED, exc.message)
         return
-    if values.shape != ref.info.shape:
-        raise FormatError(
-            f"tensor {ref.info.name!r} read with shape {list(values.shape)}, "
-            f"header says {list(ref.info.shape)}"
-        )
     if plan.parts:
         for part in plan.parts:
             yield from _measured_plan(
@@ -408,12 +425,23 @@ def analyze_reader(
                     )
                 )
             )
+        # In one process, the next tensor is read (and decoded) on a thread while this one is measured.
+        ahead = (
+            stack.enter_context(contextlib.closing(read_ahead(runnable, _read_values)))
+            if from_workers is None and runnable
+            else None
+        )
         layers: list[LayerRecord] = []
         for done, item in enumerate(pending, start=1):
             if supply is not None and item.plan.skip_reason is None:
                 records = supply(item)
             elif from_workers is not None and item.plan.skip_reason is None:
                 records = next(from_workers)
+            elif ahead is not None and item.plan.skip_reason is None:
+                taken = next(ahead)
+                assert taken.item is item  # the same order: runnable is pending without the skipped
+                records = list(_analyze_tensor(item, options, backend, keep_spectra, taken.value))
+                del taken
             else:
                 records = list(_analyze_tensor(item, options, backend, keep_spectra))
             layers.extend(records)

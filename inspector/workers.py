@@ -17,7 +17,8 @@ collects the children's results between its own items and yields everything in i
 
 Children ignore Ctrl-C and end when the work runs out; the parent kills them if it stops early (an error,
 Ctrl-C, or a caller that stops asking). A child that dies without its results is a `WorkerCrashedError`.
-Each process runs BLAS with `usable_cpus() // jobs` threads, so the processes never oversubscribe the cores.
+Each process runs BLAS with `usable_cpus() // jobs` threads at most, so the processes never oversubscribe
+the cores (and fewer under load, inspector/science/blas.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from inspector.errors import InspectError
 from inspector.science import blas
+from inspector.science.blas import usable_cpus as usable_cpus  # re-exported: callers ask workers
 
 Result = TypeVar("Result")
 
@@ -55,15 +57,12 @@ class WorkerCrashedError(InspectError):
     """A worker process died without sending its results (killed for memory, or a crash in native code)."""
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the platform has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def resolve_jobs(requested: int) -> int:
-    """Processes for `--jobs`: 0 means one per usable CPU (at most MAX_DEFAULT_JOBS)."""
+    """Processes for `--jobs`: 0 means one per usable CPU (at most MAX_DEFAULT_JOBS), idle or not.
+
+    Not fewer under load: processes of one BLAS thread each are what holds up there (see
+    inspector/science/blas.py); one process with BLAS on every CPU was 5x slower at load average 6-10.
+    """
     if requested < 0:
         raise ValueError(f"jobs must be >= 0, not {requested}")
     return requested if requested > 0 else min(usable_cpus(), MAX_DEFAULT_JOBS)

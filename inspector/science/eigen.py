@@ -7,14 +7,16 @@ One small interface, `EigenBackend`, with two implementations:
   weightwatcher 0.7.7 does on a CPU (`RMT_Util.svd_vals`, reference §2.2). Gram + eigh costs N*M^2 + 4/3 M^3
   flops against gesdd's roughly 4*N*M^2 + 8*M^3, and is 2-13x faster in benchmarks/bench_eigen.py. Its
   eigenvalues carry an absolute error of order M * eps64 * lambda_max, so the largest ones agree with the SVD
-  to ~1e-13 relative; a matrix whose smallest eigenvalues fall into that noise (a rank-deficient matrix, where
-  the rank decision needs them) is redone with the SVD, so `rank_loss` never depends on the route.
-* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`; float32 on CUDA (the
-  `--device cuda` default), with TF32 switched off so that the Gram matrix is a true float32 product, and the
-  same fallback: a matrix whose small eigenvalues sink into the float32 noise is redone in float64.
+  to ~1e-13 relative; a matrix with an eigenvalue within that noise of the rank tolerance (a rank-deficient
+  float64 matrix, where the rank decision needs them) is redone with the SVD, so `rank_loss` never depends
+  on the route (`rank_is_settled`).
+* `TorchBackend` (CPU or CUDA, imported lazily): Gram + `torch.linalg.eigvalsh`, float64 like the CPU route
+  (float32 moves reported numbers, benchmarks/bench_precision.py), each stack moved to the device once, the
+  same rank rule, and the SVD on the device where the rank is not settled.
 
-torch is never imported on the CPU path, nor scipy on the default route: `wwinspect` must start fast
-(PRODUCT.md, `--device`). Small problems run on one BLAS thread (see _SINGLE_THREAD_MAX_M).
+torch is never imported on the CPU path, nor scipy for small models (it comes in for the blocked Gram
+product of large matrices and for the SVD): `wwinspect` must start fast (PRODUCT.md, `--device`). Small
+problems run on one BLAS thread (see _SINGLE_THREAD_MAX_M).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from inspector.science import blas
 
 FloatArray = npt.NDArray[np.float64]
 CpuRoute = Literal["gram", "svd"]
+Precision = Literal["float64", "float32"]
 
 _EPS64 = float(np.finfo(np.float64).eps)
 # Gram eigenvalues have absolute errors up to about c * M * eps64 * lambda_max (Demmel, "Applied Numerical
@@ -80,43 +83,67 @@ def rank_tolerance(lambda_max: float, N: int, dtype: np.dtype[Any]) -> float:
 
 
 def _blas_threads(N: int, M: int) -> contextlib.AbstractContextManager[Any]:
-    """One BLAS thread for small problems (see _SINGLE_THREAD_MAX_M); others, as they are."""
+    """One BLAS thread for small problems (see _SINGLE_THREAD_MAX_M); others, one per idle CPU (within any
+    limit already set, e.g. by the worker processes)."""
     if M > _SINGLE_THREAD_MAX_M or N * M * M > _SINGLE_THREAD_MAX_FLOPS:
-        return contextlib.nullcontext()
+        return blas.for_large_problem()
     return blas.limited(1)
 
 
-def _gram_is_reliable(
+def rank_is_settled(
     evals: FloatArray, N: int, M: int, dtype: np.dtype[Any], working_eps: float = _EPS64
 ) -> bool:
-    """True when every Gram eigenvalue lies clear of both the Gram noise floor and the rank tolerance.
+    """True when the Gram eigenvalues answer the rank question exactly: no eigenvalue lies within the Gram
+    noise of the rank tolerance, so counting those above it gives the rank the SVD would give.
 
-    `working_eps` is the precision the Gram matrix and its eigenvalues were computed in.
+    `working_eps` is the precision the Gram matrix and its eigenvalues were computed in. The eigenvalues'
+    absolute error is at most the noise level c * M * working_eps * lambda_max, so one that sits further
+    than that from the tolerance is on the same side of it as the exact value. A square matrix's smallest
+    eigenvalues sit near the tolerance of float32 weights (lambda_min / lambda_max ~ 1/(4 N^2) against
+    (N eps32)^2 = 6e-8 at N = 2048), but the float64 noise band around it is 2000 times narrower (3e-11):
+    the old rule, which wanted every eigenvalue above tolerance + noise, sent every square projection to the
+    SVD; this one does only when an eigenvalue falls inside the band. A rank-deficient float64 matrix stays
+    unsettled: its null eigenvalues (exactly 0) are known only to within the noise, which is far above
+    float64's tolerance, so it takes the SVD.
     """
     lambda_max = float(evals[-1])
     if lambda_max <= 0.0:
         return False  # an all-zero matrix: let the SVD say so exactly
     noise = _GRAM_NOISE_FACTOR * M * working_eps * lambda_max
-    floor = max(noise, rank_tolerance(lambda_max, N, dtype)) + noise
-    return float(evals[0]) > floor
+    tolerance = rank_tolerance(lambda_max, N, dtype)
+    return not bool(np.any(np.abs(evals - tolerance) <= noise))
 
 
 @dataclass(frozen=True, slots=True)
 class CpuBackend:
-    """numpy/scipy eigenvalues on the CPU, by Gram + symmetric eigensolver (default) or float64 SVD."""
+    """numpy/scipy eigenvalues on the CPU, by Gram + symmetric eigensolver (default) or float64 SVD.
+
+    `precision` is the Gram route's working precision. float64 is the default for every shape. float32 is
+    kept only for benchmarks/bench_precision.py, which measures what it would move: it returns the float32
+    eigenvalues as they are, with no rank fallback, because its noise band (64 M eps32 lambda_max, 1.6% of
+    lambda_max at M = 2048) covers most of a spectrum, so `rank_is_settled` would send nearly every matrix
+    back to float64 and float32 could never save anything.
+    """
 
     route: CpuRoute = "gram"
+    precision: Precision = "float64"
 
     @property
     def name(self) -> str:
-        return f"cpu-{self.route}"
+        return f"cpu-{self.route}" if self.precision == "float64" else f"cpu-{self.route}-{self.precision}"
+
+    def _gram_eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        if self.precision == "float32":
+            W = np.asarray(matrix, dtype=np.float32)
+            return np.asarray(np.linalg.eigvalsh(W.T @ W), dtype=np.float64)
+        return np.asarray(np.linalg.eigvalsh(gram64(matrix)), dtype=np.float64)
 
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
         N, M = matrix.shape
         if self.route == "gram":
             with _blas_threads(N, M):
-                evals = np.asarray(np.linalg.eigvalsh(gram64(matrix)), dtype=np.float64)
-            if _gram_is_reliable(evals, N, M, matrix.dtype):
+                evals = self._gram_eigenvalues(matrix)
+            if self.precision == "float32" or rank_is_settled(evals, N, M, matrix.dtype):
                 return np.maximum(evals, 0.0)
         return _svd_eigenvalues(matrix)
 
@@ -124,10 +151,12 @@ class CpuBackend:
         k, N, M = matrices.shape
         if self.route == "svd":
             return np.stack([_svd_eigenvalues(W) for W in matrices])
+        if self.precision != "float64":
+            return np.stack([self.eigenvalues(W) for W in matrices])
         with _blas_threads(N, M):
             evals = np.linalg.eigvalsh(np.stack([gram64(W) for W in matrices]))
         for i in range(k):
-            if _gram_is_reliable(evals[i], N, M, matrices.dtype):
+            if rank_is_settled(evals[i], N, M, matrices.dtype):
                 evals[i] = np.maximum(evals[i], 0.0)
             else:
                 evals[i] = _svd_eigenvalues(matrices[i])
@@ -137,24 +166,37 @@ class CpuBackend:
 def gram64(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     """W^T W in float64 for an N x M matrix of any float dtype, never holding a float64 copy of all of W.
 
-    Rows are widened in blocks of about _GRAM_BLOCK_ELEMENTS into one reused buffer and accumulated with
-    syrk: a 30522 x 384 float32 embedding costs 122 ms this way against 186 ms for widening it whole
-    (one thread), and the peak memory is the M x M result plus one block instead of 8 * N * M bytes.
+    Small matrices: one widening and numpy's `W.T @ W` (syrk). Large ones: rows are widened in blocks of
+    about _GRAM_BLOCK_ELEMENTS into one reused buffer, laid out like the input (a transposed view widens
+    column by column, not element by element), and each block is added into one result buffer by BLAS
+    dsyrk itself (beta = 1), so no block leaves an M x M temporary behind. Measured on 8192 x 2048 float32
+    (benchmarks/bench_llm.py --floor): 1.1-1.2 s against 1.8 s for `gram += part.T @ part`, as fast as
+    widening all of W (1.0-1.5 s) without its 8 * N * M bytes.
     """
     N, M = matrix.shape
     rows = max(1, _GRAM_BLOCK_ELEMENTS // max(M, 1))
-    if matrix.dtype == np.float64 or rows >= N:
+    if N * M * M <= _SINGLE_THREAD_MAX_FLOPS or (matrix.dtype == np.float64 and rows >= N):
         W = np.asarray(matrix, dtype=np.float64)
         # W.T @ W on one buffer: numpy dispatches this to BLAS syrk (half the flops of gemm).
         return np.asarray(W.T @ W, dtype=np.float64)
-    gram = np.zeros((M, M), dtype=np.float64)
-    block = np.empty((rows, M), dtype=np.float64)
+    from scipy.linalg.blas import dsyrk  # lazily: scipy costs 0.25 s to import; small models never need it
+
+    fortran = not matrix.flags.c_contiguous and matrix.strides[0] < matrix.strides[1]
+    gram = np.zeros((M, M), dtype=np.float64, order="F")
+    block = np.empty((min(rows, N), M), dtype=np.float64, order="F" if fortran else "C")
     for start in range(0, N, rows):
         stop = min(start + rows, N)
         part = block[: stop - start]
         part[...] = matrix[start:stop]
-        gram += part.T @ part
-    return gram
+        # dsyrk's operand must be Fortran-ordered to be used in place: a C block is passed as its transpose.
+        if fortran:
+            dsyrk(1.0, part, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
+        else:
+            dsyrk(1.0, part.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+    # dsyrk fills the upper triangle only; mirror it
+    lower = np.tril_indices(M, -1)
+    gram[lower] = gram.T[lower]
+    return gram.T  # symmetric, and C-ordered as numpy's own product would be
 
 
 def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
@@ -167,14 +209,25 @@ def _svd_eigenvalues(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     return np.sort(sv * sv)
 
 
+#: Equal-shaped matrices go through torch's batched eigh together only up to this size: above 32 x 32 it
+#: solves them one after the other on CUDA (cuSOLVER's batched Jacobi solver stops there), so a larger stack
+#: gains nothing from batching and would hold k Gram matrices on the device at once.
+_TORCH_BATCH_MAX_M = 32
+
+
 class TorchBackend:
     """Gram + `torch.linalg.eigvalsh` on a torch device ("cpu" or "cuda").
 
-    `make_backend` uses float32 on CUDA (full speed on every GPU, where float64 runs at 1/2 to 1/64 of the
-    rate); its eigenvalues agree with a float64 SVD to about M * eps32 * lambda_max (benchmarks/bench_eigen.py
-    measures it), so alpha, fitted on the tail, is unaffected, and a matrix whose smallest eigenvalues fall
-    into that noise is redone in float64. TF32 matmuls are switched off: TF32 keeps 10 mantissa bits and would
-    make the Gram matrix far less exact.
+    Precision as on the CPU: `make_backend` uses float64 on CUDA too, because float32 eigenvalues (errors
+    of about M * eps32 * lambda_max) move alpha, xmin or D by more than 1e-6 relative on the benchmark layers
+    (benchmarks/bench_precision.py); float64 runs at full rate on the data-centre GPUs (H100, H200) this is
+    meant for. `dtype="float32"` stays available for measurement; a matrix whose rank it cannot settle is
+    redone in float64. TF32 matmuls are switched off: TF32 keeps 10 mantissa bits.
+
+    Each stack of matrices crosses to the device once, in the dtype it arrived in (a transposed view crosses
+    as its contiguous original and is transposed there); widening, the Gram product, the eigensolve and any
+    fallback (float64, then the SVD, `torch.linalg.svdvals`) run on the device. Reading the next tensor on the
+    CPU overlaps with this (inspector/readahead.py).
     """
 
     def __init__(self, device: str = "cpu", dtype: Literal["float64", "float32"] = "float64") -> None:
@@ -191,31 +244,48 @@ class TorchBackend:
     def name(self) -> str:
         return self._name
 
-    def _gram_eigenvalues(self, stack: npt.NDArray[np.floating[Any]], dtype: Any) -> FloatArray:
+    def _to_device(self, matrices: npt.NDArray[np.floating[Any]]) -> Any:
+        """The (k, N, M) stack as one device tensor, copied across once."""
         torch = self._torch
-        W = torch.from_numpy(np.ascontiguousarray(stack)).to(device=self._device, dtype=dtype)
-        X = W.transpose(-2, -1) @ W
-        evals = torch.linalg.eigvalsh(X).to("cpu", torch.float64).numpy()
+        swapped = np.swapaxes(matrices, -1, -2)
+        if not matrices.flags.c_contiguous and swapped.flags.c_contiguous:
+            return torch.from_numpy(swapped).to(self._device).mT  # transposed on the device, not the host
+        return torch.from_numpy(np.ascontiguousarray(matrices)).to(self._device)
+
+    def _gram_eigenvalues(self, stack: Any, dtype: Any) -> FloatArray:
+        """Eigenvalues of W^T W for a (k, N, M) device tensor, as a (k, M) float64 host array."""
+        torch = self._torch
+        if stack.shape[-1] <= _TORCH_BATCH_MAX_M:
+            parts = [stack]
+        else:
+            parts = [stack[i : i + 1] for i in range(stack.shape[0])]
+        rows = []
+        for part in parts:
+            W = part.to(dtype)
+            rows.append(torch.linalg.eigvalsh(W.mT @ W))
+        evals = torch.cat(rows).to("cpu", torch.float64).numpy()
         return np.asarray(evals, dtype=np.float64)
 
     def eigenvalues(self, matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
         return np.asarray(self.eigenvalues_batch(matrix[None])[0], dtype=np.float64)
 
     def eigenvalues_batch(self, matrices: npt.NDArray[np.floating[Any]]) -> FloatArray:
-        """Like CpuBackend: a matrix whose small eigenvalues sink into the Gram noise of the working precision
-        is redone in float64 on the device, then, if still unreliable (rank-deficient), by the CPU SVD."""
+        """Like CpuBackend: a matrix whose rank the working precision cannot settle is redone in float64 on
+        the device, then, if still unsettled (rank-deficient), by the device's float64 SVD."""
         torch = self._torch
         _, N, M = matrices.shape
-        evals = self._gram_eigenvalues(matrices, self._dtype)
+        on_device = self._to_device(matrices)
+        evals = self._gram_eigenvalues(on_device, self._dtype)
         eps = float(torch.finfo(self._dtype).eps)
         for i in range(evals.shape[0]):
-            if _gram_is_reliable(evals[i], N, M, matrices.dtype, eps):
+            if rank_is_settled(evals[i], N, M, matrices.dtype, eps):
                 continue
             if self._dtype != torch.float64:
-                evals[i] = self._gram_eigenvalues(matrices[i : i + 1], torch.float64)[0]
-                if _gram_is_reliable(evals[i], N, M, matrices.dtype):
+                evals[i] = self._gram_eigenvalues(on_device[i : i + 1], torch.float64)[0]
+                if rank_is_settled(evals[i], N, M, matrices.dtype):
                     continue
-            evals[i] = _svd_eigenvalues(matrices[i])
+            sv = torch.linalg.svdvals(on_device[i].to(torch.float64)).to("cpu").numpy()
+            evals[i] = np.sort(np.asarray(sv, dtype=np.float64) ** 2)
         return np.maximum(evals, 0.0)
 
 
@@ -237,7 +307,7 @@ def make_backend(device: Device, *, cpu_route: CpuRoute = "gram") -> EigenBacken
             hint="pip install 'wwinspect[gpu]' (or a CUDA build of torch), or use --device cpu",
         ) from None
     if torch.cuda.is_available():
-        return TorchBackend("cuda", "float32")
+        return TorchBackend("cuda", "float64")
     if device == Device.AUTO:
         return CpuBackend(route=cpu_route)
     raise UsageError(
