@@ -240,7 +240,7 @@ def _hooks(*parts: Any) -> Any:
 def _run(paths: list[Path], run: RunSettings, *, debug: bool) -> ExitCode:
     """Analyse, render, write; returns the exit code."""
     from inspector.baseline import load_baseline
-    from inspector.pipeline import analyze_paths
+    from inspector.fleet import analyze_paths
     from inspector.science.eigen import make_backend
 
     backend = make_backend(run.options.device)  # fails early (exit 2) when --device cuda is unavailable

@@ -1,6 +1,6 @@
 """`--scheduler ADDRESS`: the fleet's tasks (one analysable tensor each) computed on a Dask cluster.
 
-The work is the same as on this machine (`inspector.pipeline.run_task`): each task names a file, a tensor
+The work is the same as on this machine (`inspector.fleet.run_task`): each task names a file, a tensor
 number and its plan; the worker opens the file itself, reads that one tensor, measures it and sends back
 its records. No weights cross the network, so the cluster's workers must see the files at the same paths
 (a shared file system), and must have wwinspect installed. This process lists, plans and summarises every
@@ -18,8 +18,8 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from inspector.errors import UsageError
+from inspector.fleet import FleetTask, TaskResult, run_task
 from inspector.options import AnalysisOptions
-from inspector.pipeline import FleetTask, TaskResult, run_task
 from inspector.science.eigen import EigenBackend
 
 #: Seconds to wait for the scheduler to answer before the run gives up (nothing has been read by then).

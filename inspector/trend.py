@@ -7,7 +7,7 @@ lambda_max: how much of the top of the spectrum the random bulk still explains) 
 separate from the bulk, and a layer whose alpha goes below 2 is over-fitting. One checkpoint shows where a
 layer is; a series shows where it is going.
 
-The checkpoints are analysed as one fleet (`inspector.pipeline.analyze_paths`: one queue of work for every
+The checkpoints are analysed as one fleet (`inspector.fleet.analyze_paths`: one queue of work for every
 file, a Dask cluster with `--scheduler`, the eigenvalue cache with `--cache`), in the order given: a quoted
 glob or a folder comes in natural order (`step-200` before `step-1000`). Layers are matched by name (and
 slice, in per-slice mode), in the order they first appear.
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.fleet import TaskRunner, analyze_paths
 from inspector.options import AnalysisOptions
-from inspector.pipeline import TaskRunner, analyze_paths
 from inspector.records import LayerRecord, ModelReport, Phase, Status
 
 

@@ -211,19 +211,19 @@ def test_names_from_files_cannot_drive_the_terminal(tmp_path: Path) -> None:
 
 
 def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspector.pipeline
+    import inspector.fleet
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inspector.pipeline, "analyze_paths", interrupted)
+    monkeypatch.setattr(inspector.fleet, "analyze_paths", interrupted)
     result = run_cli(DEFAULT)
     assert result.exit_code == 130
     assert "Traceback" not in result.stderr
 
 
 def test_a_bug_exits_5_with_one_line_asking_for_debug(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspector.pipeline
+    import inspector.fleet
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")

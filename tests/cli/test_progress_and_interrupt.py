@@ -136,7 +136,7 @@ def test_ctrl_c_prints_what_was_finished(monkeypatch: pytest.MonkeyPatch, tmp_pa
     # Before: Ctrl-C lost every result already computed. The third analysable tensor "is interrupted".
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(inspector.cli, "find_pyproject", lambda start: None)
-    real = inspector.pipeline._analyze_tensor
+    real = inspector.pipeline.analyze_tensor
     seen: list[str] = []
 
     def interrupted(pending: Any, *args: Any, **kwargs: Any) -> Any:
@@ -146,7 +146,7 @@ def test_ctrl_c_prints_what_was_finished(monkeypatch: pytest.MonkeyPatch, tmp_pa
                 raise KeyboardInterrupt
         return real(pending, *args, **kwargs)
 
-    monkeypatch.setattr(inspector.pipeline, "_analyze_tensor", interrupted)
+    monkeypatch.setattr(inspector.pipeline, "analyze_tensor", interrupted)
     result = run_cli(DEFAULT, "--jobs", "1")
     assert result.exit_code == 130
     assert (

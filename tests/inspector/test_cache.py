@@ -14,8 +14,8 @@ import pytest
 
 from inspector import cache as cache_module
 from inspector.cache import LAYOUT, CachedBackend, EigenCache, with_cache
+from inspector.fleet import analyze_paths
 from inspector.options import AnalysisOptions, Normalization
-from inspector.pipeline import analyze_paths
 from inspector.render.json import report_dict
 from inspector.science.eigen import CpuBackend
 from tests.conftest import FIXTURES, run_cli

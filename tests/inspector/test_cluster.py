@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from inspector import pipeline
+from inspector import fleet
 from inspector.cluster import DaskRunner, connect
 from inspector.errors import UsageError
+from inspector.fleet import analyze_paths
 from inspector.options import AnalysisOptions
-from inspector.pipeline import analyze_paths
 from inspector.render.json import report_dict
 from tests.conftest import FIXTURES, run_cli
 from tests.inspector.test_fleet import SMALL, _large, _Log
@@ -49,7 +49,7 @@ def test_the_cluster_reports_what_the_local_run_reports(
 ) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x08\x07garbage")
-    monkeypatch.setattr(pipeline, "WHOLE_FILE_BYTES", 300_000)  # the generated file goes tensor by tensor
+    monkeypatch.setattr(fleet, "WHOLE_FILE_BYTES", 300_000)  # the generated file goes tensor by tensor
     paths = [*SMALL, broken, _large(tmp_path / "large.safetensors", 3)]
     local, local_calls = _reports(paths, jobs=1)
     runner = connect(scheduler)
@@ -108,8 +108,8 @@ def test_without_distributed_the_flag_says_what_to_install(monkeypatch: pytest.M
 def test_the_runner_cancels_what_is_left_when_stopped(scheduler: str) -> None:
     runner = connect(scheduler)
     try:
-        tasks = [pipeline.FleetTask(path, cost=1.0) for path in SMALL]
-        results = runner.run(tasks, AnalysisOptions(), pipeline.make_backend(AnalysisOptions().device), False)
+        tasks = [fleet.FleetTask(path, cost=1.0) for path in SMALL]
+        results = runner.run(tasks, AnalysisOptions(), fleet.make_backend(AnalysisOptions().device), False)
         first = next(results)
         assert first.report is not None and first.report.path == str(SMALL[0])
         results.close()

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from inspector import fleet as fleet_module
 from inspector import pipeline
+from inspector.fleet import analyze_paths
 from inspector.options import AnalysisOptions
-from inspector.pipeline import AnalysisHooks, analyze_paths
+from inspector.pipeline import AnalysisHooks
 from inspector.records import LayerRecord, ModelReport
 from inspector.render.json import report_dict
 from tests.conftest import FIXTURES
@@ -79,8 +81,10 @@ def test_small_files_share_the_workers_and_report_as_in_sequence() -> None:
 
 def test_large_files_are_shared_tensor_by_tensor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = [_large(tmp_path / "a.safetensors", 3), *SMALL[1:3], _large(tmp_path / "b.safetensors", 5)]
-    monkeypatch.setattr(pipeline, "WHOLE_FILE_BYTES", 200_000)  # the ONNX and Keras files are ~130 kB
-    tasks = [task for path in dict.fromkeys(paths) for task in pipeline.plan_tasks(path, AnalysisOptions())]
+    monkeypatch.setattr(fleet_module, "WHOLE_FILE_BYTES", 200_000)  # the ONNX and Keras files are ~130 kB
+    tasks = [
+        task for path in dict.fromkeys(paths) for task in fleet_module.plan_tasks(path, AnalysisOptions())
+    ]
     assert (
         sum(task.index is not None for task in tasks) == 8 and sum(task.index is None for task in tasks) == 2
     )
@@ -92,13 +96,13 @@ def test_large_files_are_shared_tensor_by_tensor(tmp_path: Path, monkeypatch: py
 
 def test_one_queue_forks_once_for_every_file(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    original = pipeline.ordered_map
+    original = fleet_module.ordered_map
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[1]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "ordered_map", counting)
+    monkeypatch.setattr(fleet_module, "ordered_map", counting)
     _run(SMALL, jobs=2, min_parallel_work=0.0)
     assert calls == [len(SMALL)]
     calls.clear()
@@ -110,7 +114,7 @@ def test_unreadable_missing_and_repeated_paths(tmp_path: Path, monkeypatch: pyte
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     large = _large(tmp_path / "large.safetensors")
-    monkeypatch.setattr(pipeline, "WHOLE_FILE_BYTES", 50_000)
+    monkeypatch.setattr(fleet_module, "WHOLE_FILE_BYTES", 50_000)
     paths = [SMALL[0], broken, large, SMALL[0], large, SMALL[1]]
     serial, serial_calls = _run(paths, jobs=1)
     fleet, fleet_calls = _run(paths, jobs=2, min_parallel_work=0.0)
@@ -124,15 +128,16 @@ def test_a_file_error_while_reading_a_tensor_ends_that_file_only(
 ) -> None:
     from formats.errors import CorruptFileError
 
-    original = pipeline._analyze_tensor
+    original = fleet_module.analyze_tensor
 
     def failing(pending: Any, *args: Any) -> Any:
         if pending.ref.info.name == "block1.weight":
             raise CorruptFileError("tensor 'block1.weight' ends past the end of the file")
         return original(pending, *args)
 
-    monkeypatch.setattr(pipeline, "_analyze_tensor", failing)
-    monkeypatch.setattr(pipeline, "WHOLE_FILE_BYTES", 50_000)
+    monkeypatch.setattr(fleet_module, "analyze_tensor", failing)  # the fleet's tensor tasks
+    monkeypatch.setattr(pipeline, "analyze_tensor", failing)  # the sequential run's loop
+    monkeypatch.setattr(fleet_module, "WHOLE_FILE_BYTES", 50_000)
     paths = [_large(tmp_path / "a.safetensors"), SMALL[0], _large(tmp_path / "b.safetensors", 6), SMALL[3]]
     serial, serial_calls = _run(paths, jobs=1)
     fleet, fleet_calls = _run(paths, jobs=2, min_parallel_work=0.0)

@@ -10,8 +10,9 @@ import pytest
 
 from formats.errors import CorruptFileError
 from inspector import pipeline, workers
+from inspector.fleet import analyze_paths
 from inspector.options import AnalysisOptions
-from inspector.pipeline import MIN_PARALLEL_WORK, analyze_paths
+from inspector.pipeline import MIN_PARALLEL_WORK
 from inspector.render.json import report_dict
 from tests.conftest import FIXTURES, load_manifests
 
@@ -57,14 +58,14 @@ def test_options_reach_the_workers() -> None:
 
 def test_a_file_error_raised_in_a_worker_becomes_the_files_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # The workers are forked after this patch, so they run it: reading fc2 fails as a corrupt file would.
-    original = pipeline._analyze_tensor
+    original = pipeline.analyze_tensor
 
     def failing(pending: Any, *args: Any) -> Any:
         if pending.ref.info.name == "fc2.weight":
             raise CorruptFileError("tensor 'fc2.weight' ends past the end of the file")
         return original(pending, *args)
 
-    monkeypatch.setattr(pipeline, "_analyze_tensor", failing)
+    monkeypatch.setattr(pipeline, "analyze_tensor", failing)
     path = FIXTURES / "digits_mlp.safetensors"
     (serial,) = analyze_paths([path], AnalysisOptions(), jobs=1)
     (parallel,) = analyze_paths([path], AnalysisOptions(), jobs=2, min_parallel_work=0.0)
