@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,6 +30,9 @@ from inspector.errors import UsageError
 from inspector.exitcodes import ExitCode
 from inspector.settings import SettingSpec
 from inspector.targets import expand
+
+if TYPE_CHECKING:
+    from inspector.records import ModelReport
 
 #: The settings `describe` takes: how tensors are selected and planned (no spectra, no gate).
 DESCRIBE_KEYS = (
@@ -214,15 +218,7 @@ def compare_command(
             ),
         }
         _emit(writers[run.output_format](), run)
-        for report in (comparison.a, comparison.b):
-            if report.error is not None:
-                _error_line(f"{report.path}: {report.error.message}")
-        if not comparison.readable:
-            code = ExitCode.UNREADABLE
-        elif not comparison.pairs:
-            code = ExitCode.NOTHING_ANALYSED
-        else:
-            code = ExitCode.OK
+        code = _verb_outcome((comparison.a, comparison.b), comparison.readable, bool(comparison.pairs))
     raise typer.Exit(code)
 
 
@@ -292,16 +288,18 @@ def trend_command(
                 OutputFormat.CSV: lambda: render.to_csv(trend),
             }
             _emit(writers[run.output_format](), run)
-        for report in trend.reports:
-            if report.error is not None:
-                _error_line(f"{report.path}: {report.error.message}")
-        if not trend.readable:
-            code = ExitCode.UNREADABLE
-        elif not trend.layers:
-            code = ExitCode.NOTHING_ANALYSED
-        else:
-            code = ExitCode.OK
+        code = _verb_outcome(trend.reports, trend.readable, bool(trend.layers))
     raise typer.Exit(code)
+
+
+def _verb_outcome(reports: Iterable[ModelReport], readable: bool, measured: bool) -> ExitCode:
+    """A verb's exit code over several files, after one stderr line per file that could not be read."""
+    for report in reports:
+        if report.error is not None:
+            _error_line(f"{report.path}: {report.error.message}")
+    if not readable:
+        return ExitCode.UNREADABLE
+    return ExitCode.OK if measured else ExitCode.NOTHING_ANALYSED
 
 
 #: Verb name -> its typer app.

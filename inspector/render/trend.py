@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from inspector import __version__
@@ -191,7 +190,7 @@ def legend_line(glyphs: Glyphs) -> str:
 
 
 def trend_view(trend: Trend) -> RenderableType:
-    from inspector.render.table import NAME_MIN, Adaptive, elide_all
+    from inspector.render.table import NAME_MIN, Adaptive, elide_all, new_table
 
     def build(glyphs: Glyphs, width: int) -> Iterable[RenderableType]:
         count = len(trend.reports)
@@ -225,14 +224,7 @@ def trend_view(trend: Trend) -> RenderableType:
             keep.remove(drop)
         name_width = max(NAME_MIN, min(width - fixed() - 1, max(len(row[1]) for row in rows)))
         names = elide_all([row[1] for row in rows], name_width, glyphs.ellipsis)
-        table = Table(
-            box=None,
-            show_edge=False,
-            pad_edge=False,
-            padding=(0, 1),
-            header_style="bold",
-            safe_box=glyphs.ascii,
-        )
+        table = new_table(glyphs, ruled=False)
         for i in keep:
             table.add_column(
                 headers[i],
