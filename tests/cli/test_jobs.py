@@ -20,9 +20,9 @@ from tests.inspector.test_parallel_pipeline import assert_same
 DEFAULT = FIXTURES / "digits_mlp.safetensors"
 
 
-def _model(path: Path, layers: int, N: int, M: int) -> Path:
+def _model(path: Path, layers: int, N: int, M: int, dtype: type[np.floating[Any]] = np.float32) -> Path:
     rng = np.random.default_rng(layers * N + M)
-    tensors = {f"block{i}.weight": rng.standard_t(4.0, size=(N, M)).astype(np.float32) for i in range(layers)}
+    tensors = {f"block{i}.weight": rng.standard_t(4.0, size=(N, M)).astype(dtype) for i in range(layers)}
     save_file(tensors, str(path))
     return path
 
@@ -79,7 +79,9 @@ def test_default_jobs_fork_on_a_large_enough_model_and_report_the_same(tmp_path:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
 def test_ctrl_c_exits_130_and_leaves_no_worker_behind(tmp_path: Path) -> None:
-    path = _model(tmp_path / "big.safetensors", layers=24, N=2048, M=1024)  # several seconds of work
+    # Half a minute of work or more (2048 x 2048 in float16: 8 MB a layer, ~1 s of eigensolve each), so the
+    # run is still going when the signal arrives however loaded the machine is.
+    path = _model(tmp_path / "big.safetensors", layers=24, N=2048, M=2048, dtype=np.float16)
     process = _wwinspect(str(path), "--json", "--jobs", "2")
     workers: set[int] = set()
     deadline = time.monotonic() + 60
