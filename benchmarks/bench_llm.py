@@ -17,9 +17,9 @@ weightwatcher on the whole 1B layout would take it well over 20 minutes on two c
 sample, block 0 (`llama-1b-block0`, the same bytes), and the row says so; wwinspect is timed on both.
 
 Table 2 (`--floor`): the floor, the cheapest exact-enough eigensolver call on the same matrices in a tight
-loop, in this process: per matrix the float64 Gram product (`W.T @ W` after widening) +
-`numpy.linalg.eigvalsh` (syevd), and the float32 Gram product + float32 `eigvalsh`; reading excluded.
-wwinspect's wall time is set against both.
+loop, in this process: per matrix the float64 Gram product (`gram64`, blocked dsyrk; faster than widening
+all of W and `W.T @ W`) + `numpy.linalg.eigvalsh` (syevd), and the float32 Gram product + float32
+`eigvalsh`; reading excluded. wwinspect's wall time is set against both.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ WW_SAMPLE = {"llama-1b": "llama-1b-block0"}
 MODELS = ("gpt2", "resnet50", "llama-1b-block0", "llama-1b")
 #: --blocks: the llama-1b layout cut to this many blocks (the embedding, the largest tensor, stays).
 BLOCKS: int | None = None
+#: --ww-whole: weightwatcher on the whole llama-1b file too, not on its sample (minutes on an idle machine).
+WW_WHOLE = False
 
 
 def checkpoint(model: str) -> Path:
@@ -139,7 +141,7 @@ def row(tool: str, model: str, runs: list[Run], note: str = "", versus: list[Run
 
 def compare(model: str, runs: int) -> None:
     path = checkpoint(model)
-    sample = WW_SAMPLE.get(model)
+    sample = None if WW_WHOLE else WW_SAMPLE.get(model)
     ww_path = checkpoint(sample) if sample else path
     mine: list[Run] = []
     theirs: list[Run] = []
@@ -180,28 +182,30 @@ def floor(model: str, wall: float | None) -> None:
     from inspector.layers import layer_matrices, plan_layer
     from inspector.options import AnalysisOptions
     from inspector.science import blas
+    from inspector.science.eigen import gram64
 
     options = AnalysisOptions()
     f64 = f32 = 0.0
     count = 0
-    # BLAS threads as wwinspect chooses them (one per idle CPU): with OpenBLAS's default of every CPU, this
-    # loop ran 5x slower than wwinspect itself on the loaded machine (spinning threads, see blas.py).
-    with open_model(checkpoint(model)) as reader, blas.limited(blas.idle_cpus()):
+    # BLAS threads as wwinspect chooses them, matrix by matrix (one per idle CPU, this process's own use not
+    # counted): with OpenBLAS's default of every CPU, this loop ran 5x slower than wwinspect itself on the
+    # loaded machine (spinning threads, see blas.py); with one choice made at the start, the load the previous
+    # run left in the 1-minute average held it to one thread on an idle machine.
+    with open_model(checkpoint(model)) as reader:
         for ref in reader.tensors():
             plan = plan_layer(ref.info, options, reader.structure)
             if plan.skip_reason is not None:
                 continue
             for W in layer_matrices(plan, ref.read()):
                 count += 1
-                start = time.perf_counter()
-                W64 = np.asarray(W, dtype=np.float64)
-                np.linalg.eigvalsh(W64.T @ W64)
-                del W64
-                f64 += time.perf_counter() - start
-                start = time.perf_counter()
-                W32 = np.asarray(W, dtype=np.float32)
-                np.linalg.eigvalsh(W32.T @ W32)
-                f32 += time.perf_counter() - start
+                with blas.for_large_problem():
+                    start = time.perf_counter()
+                    np.linalg.eigvalsh(gram64(W))
+                    f64 += time.perf_counter() - start
+                    start = time.perf_counter()
+                    W32 = np.asarray(W, dtype=np.float32)
+                    np.linalg.eigvalsh(W32.T @ W32)
+                    f32 += time.perf_counter() - start
     ours_cell = f"{wall:.1f} | {wall / f64:.2f}x | {wall / f32:.2f}x" if wall else "- | - | -"
     print(f"| {label(model)} | {count} | {f64:.1f} | {f32:.1f} | {ours_cell} |", flush=True)
 
@@ -219,9 +223,15 @@ def main() -> None:
     parser.add_argument(
         "--blocks", type=int, help="llama-1b: only this many of its 16 blocks (and the embedding)"
     )
+    parser.add_argument(
+        "--ww-whole",
+        action="store_true",
+        help="llama-1b: weightwatcher on the whole file, not block 0 (about 5 minutes a run, idle machine)",
+    )
     args = parser.parse_args()
-    global BLOCKS
+    global BLOCKS, WW_WHOLE
     BLOCKS = args.blocks
+    WW_WHOLE = args.ww_whole
     models = args.model or list(MODELS)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; median (min-max) of runs")
     if not args.no_ww:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -15,8 +16,31 @@ def blas_threads() -> int:
     return min(info["num_threads"] for info in controller.info() if info["user_api"] == "blas")
 
 
+class FakeClocks:
+    """time.monotonic and time.process_time as the test sets them, and a pid."""
+
+    def __init__(self) -> None:
+        self.wall = 1000.0
+        self.cpu = 0.0
+
+    def monotonic(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+
 @pytest.fixture
-def four_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+def clocks(monkeypatch: pytest.MonkeyPatch) -> FakeClocks:
+    """The test process's own CPU use, as blas sees it, under the test's control (none so far)."""
+    fake = FakeClocks()
+    monkeypatch.setattr(blas, "time", fake)
+    monkeypatch.setattr(blas, "_own_load", blas._OwnLoad())
+    return fake
+
+
+@pytest.fixture
+def four_cpus(monkeypatch: pytest.MonkeyPatch, clocks: FakeClocks) -> None:
     monkeypatch.setattr(blas, "usable_cpus", lambda: 4)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
 
@@ -26,6 +50,42 @@ def four_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_idle_cpus_follow_the_load_average(monkeypatch: pytest.MonkeyPatch, load: float, idle: int) -> None:
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert blas.idle_cpus() == idle
+
+
+@pytest.mark.usefixtures("four_cpus")
+def test_this_process_s_own_threads_are_not_counted_as_load(
+    monkeypatch: pytest.MonkeyPatch, clocks: FakeClocks
+) -> None:
+    # Ten minutes on four BLAS threads: the load average shows 4, all of it this process's own.
+    clocks.wall += 600.0
+    clocks.cpu += 4 * 600.0
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 4.0, 4.0))
+    assert blas.idle_cpus() == 4
+    # Then another process keeps two CPUs busy while this one goes on at full rate.
+    clocks.wall += 600.0
+    clocks.cpu += 4 * 600.0
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert blas.idle_cpus() == 2
+
+
+@pytest.mark.usefixtures("four_cpus")
+def test_own_cpu_use_is_averaged_like_the_load_average(clocks: FakeClocks) -> None:
+    # A burst of 4 CPUs for 6 s after an idle minute: the 1-minute load has barely moved, and nor has ours.
+    clocks.wall += 60.0
+    blas.idle_cpus()
+    clocks.wall += 6.0
+    clocks.cpu += 24.0
+    own = blas._own_load.cpus()
+    assert own == pytest.approx(4.0 * (1.0 - math.exp(-0.1)))
+
+
+def test_a_forked_child_starts_its_own_count(monkeypatch: pytest.MonkeyPatch, clocks: FakeClocks) -> None:
+    clocks.wall += 600.0
+    clocks.cpu += 1200.0
+    assert blas._own_load.cpus() > 1.0
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # the child's pid, and its CPU clock from zero
+    clocks.cpu = 0.5
+    assert blas._own_load.cpus() == 0.0
 
 
 @pytest.mark.usefixtures("four_cpus")
