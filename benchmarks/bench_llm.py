@@ -12,9 +12,10 @@ once), time per analysed layer and alpha agreement (to 1e-3 relative, PRODUCT.md
 installed: `python -m inspector DIR --format json`, `--jobs 0` (the default). weightwatcher runs
 `WeightWatcher(model=DIR).analyze()`.
 
-weightwatcher on the whole 1B layout would take it well over 20 minutes on two cores (a float64 SVD of the
-128256 x 2048 embedding alone, and seven 2048-wide SVDs per block), so for llama-1b it is timed on a fixed
+On a loaded machine weightwatcher on the whole 1B layout would take well over 20 minutes (a float64 SVD of
+the 128256 x 2048 embedding, and seven 2048-wide SVDs per block), so for llama-1b it is timed on a fixed
 sample, block 0 (`llama-1b-block0`, the same bytes), and the row says so; wwinspect is timed on both.
+`--ww-whole` times it on the whole file instead (5-6 minutes a run on the idle 2-CPU machine).
 
 Table 2 (`--floor`): the floor, the cheapest exact-enough eigensolver call on the same matrices in a tight
 loop, in this process: per matrix the float64 Gram product (`gram64`, blocked dsyrk; faster than widening
