@@ -25,12 +25,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector.errors import ModelNotFoundError, OptionError
 from inspector.options import AnalysisOptions, ReasonWords
 from inspector.records import LayerRecord, ModelReport, Status
 from inspector.settings import collect
+
+if TYPE_CHECKING:
+    from inspector.science.eigen import EigenBackend
 
 #: Option names the API takes: the fields of AnalysisOptions, and their command-line keys.
 _OPTION_SPECS = {spec.field: spec for spec in collect(AnalysisOptions)}
@@ -144,6 +147,7 @@ def analyze(
     *,
     options: AnalysisOptions | None = None,
     jobs: int = 1,
+    cache: str | os.PathLike[str] | None = None,
     **settings: Any,
 ) -> Report:
     """Analyse a model file or folder, a mapping of names to arrays or tensors, or a `torch.nn.Module`.
@@ -152,20 +156,35 @@ def analyze(
         source: a path; a `state_dict`-like mapping; or a module.
         options: every analysis setting at once (keyword settings override its fields).
         jobs: worker processes for a file (0: one per CPU); the numbers do not depend on it.
+        cache: a folder of cached eigenvalues, as `--cache DIR` (created if missing, shared safely with other
+            runs, bounded, pruned at the end); the numbers do not depend on it.
         settings: `AnalysisOptions` fields by name (`min_evals=20`).
 
     Raises:
         ModelNotFoundError: the path names nothing.
         formats.FormatError: the file cannot be read.
         OptionError: an unknown option, or a value of the wrong type or out of bounds.
+        UsageError: the cache folder cannot be created.
         TypeError: `source` is none of the above.
     """
-    from inspector.pipeline import analyze_file, analyze_reader
+    from inspector.cache import prune, with_cache
     from inspector.science.eigen import make_backend
-    from inspector.workers import resolve_jobs
 
     chosen = _options(options, settings)
-    backend = make_backend(chosen.device)
+    backend = with_cache(make_backend(chosen.device), Path(cache) if cache is not None else None)
+    try:
+        report = _analyze_source(source, chosen, backend, jobs)
+    finally:
+        prune(backend)
+    fields = {field.name: getattr(report, field.name) for field in dataclasses.fields(ModelReport)}
+    return Report(**fields)
+
+
+def _analyze_source(source: Any, chosen: AnalysisOptions, backend: EigenBackend, jobs: int) -> ModelReport:
+    """The report of `analyze`'s source: a path (one model), a mapping or a module."""
+    from inspector.pipeline import analyze_file, analyze_reader
+    from inspector.workers import resolve_jobs
+
     if isinstance(source, str | os.PathLike):
         from inspector.targets import expand
 
@@ -190,5 +209,4 @@ def analyze(
                 f" not {type(source).__name__}"
             )
         report = analyze_reader(reader, reader.path, chosen, backend, reopen=False)
-    fields = {field.name: getattr(report, field.name) for field in dataclasses.fields(ModelReport)}
-    return Report(**fields)
+    return report

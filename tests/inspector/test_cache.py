@@ -245,3 +245,27 @@ def test_compare_takes_the_cache(tmp_path: Path) -> None:
     assert plain.exit_code == cold.exit_code == warm.exit_code == 0
     assert json.loads(plain.stdout) == json.loads(cold.stdout) == json.loads(warm.stdout)
     assert len(_entries(tmp_path / "cache")) == 6  # two layers in A, in B, and their two updates
+
+
+def test_the_python_api_takes_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector.api import analyze
+
+    path = FIXTURES / "digits_mlp.safetensors"
+    plain = analyze(path).to_dict()
+    cold = analyze(path, cache=str(tmp_path / "eig")).to_dict()
+    assert _entries(tmp_path / "eig")
+    counting = _Counting(monkeypatch)
+    warm = analyze(path, cache=tmp_path / "eig").to_dict()
+    assert counting.calls == 0, "a warm run solved an eigenproblem"
+    assert cold == plain
+    assert warm == plain
+
+
+def test_the_python_api_refuses_a_cache_that_is_a_file(tmp_path: Path) -> None:
+    from inspector.api import analyze
+    from inspector.errors import UsageError
+
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    with pytest.raises(UsageError):
+        analyze(FIXTURES / "digits_mlp.safetensors", cache=taken)
