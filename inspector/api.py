@@ -167,15 +167,12 @@ def analyze(
         UsageError: the cache folder cannot be created.
         TypeError: `source` is none of the above.
     """
-    from inspector.cache import prune, with_cache
+    from inspector.cache import cached
     from inspector.science.eigen import make_backend
 
     chosen = _options(options, settings)
-    backend = with_cache(make_backend(chosen.device), Path(cache) if cache is not None else None)
-    try:
+    with cached(make_backend(chosen.device), Path(cache) if cache is not None else None) as backend:
         report = _analyze_source(source, chosen, backend, jobs)
-    finally:
-        prune(backend)
     fields = {field.name: getattr(report, field.name) for field in dataclasses.fields(ModelReport)}
     return Report(**fields)
 
@@ -195,7 +192,7 @@ def _analyze_source(source: Any, chosen: AnalysisOptions, backend: EigenBackend,
         if len(found) != 1:
             names = ", ".join(str(item) for item in found[:5])
             raise OptionError(f"{path} holds {len(found)} models ({names}...): analyse each one")
-        report = analyze_file(found[0], chosen, backend, jobs=resolve_jobs(jobs))
+        return analyze_file(found[0], chosen, backend, jobs=resolve_jobs(jobs))
     else:
         from inspector import memory
 
@@ -208,5 +205,4 @@ def _analyze_source(source: Any, chosen: AnalysisOptions, backend: EigenBackend,
                 f"analyze() takes a path, a mapping of names to arrays or tensors, or a torch.nn.Module,"
                 f" not {type(source).__name__}"
             )
-        report = analyze_reader(reader, reader.path, chosen, backend, reopen=False)
-    return report
+        return analyze_reader(reader, reader.path, chosen, backend, reopen=False)

@@ -41,6 +41,7 @@ import os
 import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -283,7 +284,22 @@ def unwrapped(backend: EigenBackend) -> EigenBackend:
     return backend.inner if isinstance(backend, CachedBackend) else backend
 
 
-def prune(backend: EigenBackend) -> None:
+def _prune(backend: EigenBackend) -> None:
     """Bring the backend's cache (if it has one) back under its bound."""
     if isinstance(backend, CachedBackend):
         backend.cache.prune()
+
+
+@contextlib.contextmanager
+def cached(backend: EigenBackend, folder: Path | None) -> Iterator[EigenBackend]:
+    """A run's backend: `backend` behind the cache in `folder` (`with_cache`), the folder pruned to its bound
+    when the run ends, however it ends.
+
+    Raises:
+        UsageError: the folder cannot be created (before the run starts).
+    """
+    wrapped = with_cache(backend, folder)
+    try:
+        yield wrapped
+    finally:
+        _prune(wrapped)

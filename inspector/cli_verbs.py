@@ -196,18 +196,15 @@ def compare_command(
         if run.output_format not in COMPARE_FORMATS:
             choices = ", ".join(sorted(f.value for f in COMPARE_FORMATS))
             raise UsageError(f"compare cannot write --format {run.output_format.value} (it writes {choices})")
-        from inspector.cache import prune, with_cache
+        from inspector.cache import cached
         from inspector.compare import compare_files
         from inspector.render import chars
         from inspector.render import compare as render
         from inspector.science.eigen import make_backend
         from inspector.workers import resolve_jobs
 
-        backend = with_cache(make_backend(run.options.device), run.cache)
-        try:
+        with cached(make_backend(run.options.device), run.cache) as backend:
             comparison = compare_files(paths[0], paths[1], run.options, backend, jobs=resolve_jobs(run.jobs))
-        finally:
-            prune(backend)
         writers = {
             OutputFormat.TABLE: lambda: _rich_text(render.compare_view(comparison), run),
             OutputFormat.JSON: lambda: render.to_json(comparison, run.options, backend.name),

@@ -19,7 +19,7 @@ from typing import Protocol
 from formats import is_adapter
 from formats.errors import FormatError
 from formats.types import Reader, TensorRef
-from inspector.cache import prune, with_cache
+from inspector.cache import cached
 from inspector.errors import UsageError
 from inspector.layers import LayerPlan, plan_layer
 from inspector.options import AnalysisOptions
@@ -332,9 +332,8 @@ def analyze_paths(
                 f"--base applies to LoRA/PEFT adapters (adapter_config.json beside the weights); "
                 f"not one: {', '.join(not_adapters)}"
             )
-    backend = with_cache(make_backend(options.device), cache)
     workers = resolve_jobs(jobs)
-    try:
+    with cached(make_backend(options.device), cache) as backend:
         return _analyze_all(
             paths,
             options,
@@ -347,8 +346,6 @@ def analyze_paths(
             keep_spectra=keep_spectra,
             runner=runner,
         )
-    finally:
-        prune(backend)
 
 
 def _analyze_all(

@@ -17,7 +17,7 @@ def blas_threads() -> int:
 
 
 class FakeClocks:
-    """time.monotonic and time.process_time as the test sets them, and a pid."""
+    """time.monotonic and time.process_time as the test sets them."""
 
     def __init__(self) -> None:
         self.wall = 1000.0
